@@ -1,0 +1,136 @@
+"""Checkpoint files that never lose work.
+
+Every file is written to a temporary name in the same folder and renamed
+into place, so a crash at any moment leaves the previous file intact.
+Loading never unpickles arbitrary objects (`weights_only=True`).
+
+A run folder `CHECKPOINTS_DIR/NAME/` holds:
+  latest.ckpt, epoch_N.ckpt     full training state (nets, optimizers, schedulers,
+                                method state such as image pools, RNG states, counters)
+  latest_net_G_A.pth, N_net_G_A.pth (+ .safetensors)
+                                plain official-layout generator state dicts
+  options.yaml                  the options of the run
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from .config import Options
+
+FORMAT = "transfigure-training-state"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or does not fit the options; the message names the file."""
+
+
+def atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Call `write(tmp_path)`, then rename the finished file onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_generator(state_dict: dict[str, torch.Tensor], path_stem: Path) -> None:
+    """Write `<stem>.pth` (official layout, loadable by the official test
+    script) and `<stem>.safetensors` with the same tensors."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    atomic_torch_save(tensors, path_stem.with_suffix(".pth"))
+    atomic_write(path_stem.with_suffix(".safetensors"), lambda tmp: save_file(tensors, tmp))
+
+
+def load_tensor_file(path: Path) -> dict[str, torch.Tensor]:
+    """A plain state dict from .pth/.pt (weights only) or .safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch and safetensors raise many kinds for bad files
+        raise CheckpointError(f"{path}: cannot read it as a weights file ({type(e).__name__}: {e})") from e
+
+
+def run_dir(opt: Options) -> Path:
+    return Path(opt.checkpoints_dir) / opt.name
+
+
+def state_path(folder: Path, epoch: str | int = "latest") -> Path:
+    return Path(folder) / ("latest.ckpt" if str(epoch) == "latest" else f"epoch_{int(epoch)}.ckpt")
+
+
+def load_training_state(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there (train first, or check --name/--epoch/--checkpoints_dir)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a transfigure training checkpoint")
+    return state
+
+
+def check_compatible(saved: dict, opt: Options, path: Path) -> None:
+    """Refuse to resume with options that change what the checkpoint holds."""
+    conflicts = [f"--{k} {getattr(opt, k)} (checkpoint: {saved.get(k)})"
+                 for k in Options.ARCHITECTURE_KEYS if k in saved and saved[k] != getattr(opt, k)]
+    if conflicts:
+        raise CheckpointError(f"{path} was trained with other settings: {'; '.join(conflicts)}. "
+                              "Resume with the checkpoint's values, or start a new run with another --name.")
+
+
+def write_options(opt: Options, folder: Path) -> None:
+    atomic_write_text(yaml.safe_dump(opt.to_dict(), sort_keys=True), Path(folder) / "options.yaml")
+
+
+def capture_rng() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))

@@ -1,0 +1,209 @@
+"""Typed options, YAML presets and command-line overrides.
+
+One dataclass holds every option of a training or translation run. Its
+fields carry their help text and choices, and the command-line parser is
+built from them, so a flag, its default and its documentation live in one
+place. Precedence: dataclass default < preset (``--config``) < flags given
+on the command line. Flag names follow the official CycleGAN/pix2pix code
+where the concept is the same, so users' commands carry over.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def opt(default, help: str, choices=None, group: str = "general"):
+    return field(default=default, metadata={"help": help, "choices": choices, "group": group})
+
+
+@dataclass
+class Options:
+    # --- run ---------------------------------------------------------------
+    dataroot: str = opt("", "dataset folder (trainA/trainB/testA/testB, or train/ and test/ for aligned)", group="run")
+    name: str = opt("experiment", "run name: checkpoints go to CHECKPOINTS_DIR/NAME", group="run")
+    model: str = opt("cycle_gan", "method to train", choices=["cycle_gan"], group="run")
+    checkpoints_dir: str = opt("checkpoints", "where runs are stored", group="run")
+    seed: int = opt(0, "random seed for weights, data order and augmentation", group="run")
+    deterministic: bool = opt(False, "use deterministic algorithms (bit-identical resume on CPU)", group="run")
+    device: str = opt("auto", "compute device", choices=["auto", "cpu", "cuda"], group="run")
+    gpu_ids: str = opt("", "official-style GPU list, e.g. '0'; '-1' means CPU (prefer --device)", group="run")
+    # --- networks ----------------------------------------------------------
+    input_nc: int = opt(3, "channels of domain A images (1 or 3)", choices=[1, 3], group="networks")
+    output_nc: int = opt(3, "channels of domain B images (1 or 3)", choices=[1, 3], group="networks")
+    ngf: int = opt(64, "generator filters in the first conv layer", group="networks")
+    ndf: int = opt(64, "discriminator filters in the first conv layer", group="networks")
+    netG: str = opt("resnet_9blocks", "generator: resnet_9blocks, resnet_6blocks (any resnet_<N>blocks), "
+                    "unet_128, unet_256", group="networks")
+    netD: str = opt("basic", "discriminator: basic = 70x70 PatchGAN, n_layers uses --n_layers_D, pixel = 1x1",
+                    choices=["basic", "n_layers", "pixel"], group="networks")
+    n_layers_D: int = opt(3, "discriminator conv layers when --netD n_layers", group="networks")
+    norm: str = opt("instance", "normalization layer", choices=["instance", "batch", "none"], group="networks")
+    init_type: str = opt("normal", "weight initialization",
+                         choices=["normal", "xavier", "kaiming", "orthogonal"], group="networks")
+    init_gain: float = opt(0.02, "scale for normal/xavier/orthogonal init", group="networks")
+    no_dropout: bool = opt(True, "no dropout in the generator (CycleGAN default)", group="networks")
+    # --- data --------------------------------------------------------------
+    dataset_mode: str = opt("unaligned", "dataset layout", choices=["unaligned", "aligned", "single"], group="data")
+    direction: str = opt("AtoB", "translation direction", choices=["AtoB", "BtoA"], group="data")
+    serial_batches: bool = opt(False, "take B images in order instead of at random", group="data")
+    num_threads: int = opt(2, "data loading worker processes (0 = in the main process)", group="data")
+    batch_size: int = opt(1, "images per batch", group="data")
+    load_size: int = opt(286, "scale images to this size before cropping", group="data")
+    crop_size: int = opt(256, "then crop to this size", group="data")
+    max_dataset_size: int = opt(0, "use at most this many images per domain; 0 = all", group="data")
+    preprocess: str = opt("resize_and_crop", "how images are scaled and cropped at load time",
+                          choices=["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"],
+                          group="data")
+    no_flip: bool = opt(False, "no random horizontal flips", group="data")
+    skip_bad_images: bool = opt(False, "skip unreadable images (counted and reported) instead of stopping",
+                                group="data")
+    # --- training ----------------------------------------------------------
+    gan_mode: str = opt("lsgan", "GAN objective", choices=["vanilla", "lsgan", "wgangp"], group="training")
+    lambda_gp: float = opt(10.0, "gradient penalty weight for --gan_mode wgangp", group="training")
+    lr: float = opt(2e-4, "initial Adam learning rate", group="training")
+    beta1: float = opt(0.5, "Adam beta1", group="training")
+    beta2: float = opt(0.999, "Adam beta2", group="training")
+    lr_policy: str = opt("linear", "learning-rate schedule",
+                         choices=["linear", "step", "cosine", "plateau"], group="training")
+    lr_decay_iters: int = opt(50, "epochs between lr drops for --lr_policy step", group="training")
+    n_epochs: int = opt(100, "epochs at the initial learning rate", group="training")
+    n_epochs_decay: int = opt(100, "epochs of linear decay to zero", group="training")
+    epoch_count: int = opt(1, "number of the first epoch (official flag; resume sets it itself)", group="training")
+    max_iters: int = opt(0, "stop after this many iterations in all (0 = run all epochs); resume later",
+                         group="training")
+    pool_size: int = opt(50, "image pool of past generated images shown to the discriminators", group="training")
+    lambda_A: float = opt(10.0, "weight of the cycle loss A -> B -> A", group="training")
+    lambda_B: float = opt(10.0, "weight of the cycle loss B -> A -> B", group="training")
+    lambda_identity: float = opt(0.5, "identity loss weight, relative to lambda_A/B (0 = off)", group="training")
+    # --- checkpoints and logging -------------------------------------------
+    continue_train: bool = opt(False, "resume from the run's checkpoint (see --epoch)", group="checkpoints")
+    epoch: str = opt("latest", "which checkpoint to resume or translate with: 'latest' or an epoch number",
+                     group="checkpoints")
+    save_epoch_freq: int = opt(5, "keep a checkpoint every N epochs", group="checkpoints")
+    save_latest_freq: int = opt(5000, "refresh the 'latest' checkpoint every N iterations", group="checkpoints")
+    print_freq: int = opt(100, "log losses every N iterations", group="checkpoints")
+    display_freq: int = opt(0, "write a sample grid every N iterations (0 = once per epoch)", group="checkpoints")
+    config: str = opt("", "YAML preset: a file path or a built-in name (cyclegan, demo)", group="run")
+
+    # Options that define what a checkpoint contains: resuming with other
+    # values would load weights into the wrong shapes or a different method.
+    ARCHITECTURE_KEYS = ("model", "input_nc", "output_nc", "ngf", "ndf", "netG", "netD", "n_layers_D",
+                         "norm", "no_dropout", "gan_mode")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+OPTION_FIELDS = {f.name: f for f in fields(Options)}
+
+
+def resolve_preset_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    builtin = PRESETS_DIR / f"{name_or_path.removesuffix('.yaml')}.yaml"
+    if builtin.is_file():
+        return builtin
+    available = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+    raise ConfigError(f"--config {name_or_path}: no such file and no built-in preset of that name "
+                      f"(built-in presets: {available})")
+
+
+class ConfigError(ValueError):
+    """A bad option value or preset; the message names the option."""
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    path = resolve_preset_path(name_or_path)
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path}: expected a mapping of option: value")
+    unknown = sorted(set(data) - set(OPTION_FIELDS))
+    if unknown:
+        raise ConfigError(f"preset {path}: unknown option(s) {', '.join(unknown)}")
+    return data
+
+
+def _coerce(name: str, value: Any) -> Any:
+    f = OPTION_FIELDS[name]
+    kind = type(f.default)
+    try:
+        if kind is bool and not isinstance(value, bool):
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                value = True
+            elif str(value).lower() in ("0", "false", "no", "off"):
+                value = False
+            else:
+                raise ValueError(value)
+        elif kind in (int, float, str):
+            value = kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name}: expected a {kind.__name__}, got {value!r}") from None
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"--{name}: {value!r} is not one of {', '.join(map(str, choices))}")
+    return value
+
+
+def make_options(overrides: dict[str, Any] | None = None, preset: str | None = None) -> Options:
+    """Options from defaults, then a preset, then explicit overrides; validated."""
+    overrides = dict(overrides or {})
+    preset = preset or overrides.get("config") or ""
+    values: dict[str, Any] = {}
+    if preset:
+        values.update(load_preset(preset))
+    values.update(overrides)
+    unknown = sorted(set(values) - set(OPTION_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    options = Options(**{k: _coerce(k, v) for k, v in values.items()})
+    validate(options)
+    return options
+
+
+def validate(o: Options) -> None:
+    positive = ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D")
+    for name in positive:
+        if getattr(o, name) <= 0:
+            raise ConfigError(f"--{name} must be positive, got {getattr(o, name)}")
+    if o.preprocess in ("resize_and_crop", "scale_width_and_crop") and o.crop_size > o.load_size:
+        raise ConfigError(f"--crop_size {o.crop_size} is larger than --load_size {o.load_size}; "
+                          "crop a region no larger than the loaded image")
+    if o.n_epochs + o.n_epochs_decay <= 0:
+        raise ConfigError("--n_epochs plus --n_epochs_decay must be at least 1")
+    if o.pool_size < 0 or o.num_threads < 0 or o.max_dataset_size < 0 or o.max_iters < 0:
+        raise ConfigError("--pool_size, --num_threads, --max_dataset_size and --max_iters cannot be negative")
+    if o.epoch != "latest" and not o.epoch.isdigit():
+        raise ConfigError(f"--epoch must be 'latest' or an epoch number, got {o.epoch!r}")
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """Add one flag per Options field; defaults are suppressed so that only
+    flags the user typed override the preset."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(Options):
+        if only is not None and f.name not in only:
+            continue
+        group_name = f.metadata["group"]
+        group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if isinstance(f.default, bool):
+            # Official flags are store_true switches; --no_dropout false style values come via presets.
+            group.add_argument(f"--{f.name}", nargs="?", const=True, default=argparse.SUPPRESS,
+                               type=lambda v, n=f.name: _coerce(n, v), metavar="BOOL", help=help_text)
+        else:
+            group.add_argument(f"--{f.name}", default=argparse.SUPPRESS, type=str, metavar=f.name.upper(),
+                               help=help_text)
+
+
+def options_from_namespace(namespace: argparse.Namespace) -> Options:
+    given = {k: v for k, v in vars(namespace).items() if k in OPTION_FIELDS}
+    return make_options(given)

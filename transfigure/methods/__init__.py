@@ -1,0 +1,18 @@
+"""Training methods: what one training step does and which nets translate.
+
+A method owns its networks and losses; the generic loop in `train.py` owns
+optimizers, schedules, devices, checkpoints and logging.
+"""
+from __future__ import annotations
+
+from .cyclegan import CycleGAN
+
+METHODS = {"cycle_gan": CycleGAN}
+
+
+def create_method(opt, device):
+    try:
+        cls = METHODS[opt.model]
+    except KeyError:
+        raise ValueError(f"--model {opt.model!r} is not one of {', '.join(METHODS)}") from None
+    return cls(opt, device)

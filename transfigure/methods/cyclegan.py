@@ -1,0 +1,106 @@
+"""CycleGAN (Zhu et al., ICCV 2017): two generators, two discriminators,
+adversarial + cycle-consistency + identity losses. Naming follows the
+official code: G_A maps A->B and D_A judges domain B images."""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..config import ConfigError, Options
+from ..image_pool import ImagePool
+from ..losses import GANLoss, gradient_penalty
+from ..nets import define_D, define_G, run_padded
+
+
+def set_requires_grad(nets, requires_grad: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(requires_grad)
+
+
+class CycleGAN:
+    generator_names = ("G_A", "G_B")
+
+    def __init__(self, opt: Options, device: torch.device):
+        if opt.lambda_identity > 0 and opt.input_nc != opt.output_nc:
+            raise ConfigError(f"--lambda_identity {opt.lambda_identity} needs --input_nc equal to --output_nc "
+                              f"(got {opt.input_nc} and {opt.output_nc}); set --lambda_identity 0")
+        self.opt = opt
+        self.device = device
+        g = dict(ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout,
+                 init_type=opt.init_type, init_gain=opt.init_gain)
+        d = dict(ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D, norm=opt.norm,
+                 init_type=opt.init_type, init_gain=opt.init_gain)
+        self.nets = nn.ModuleDict({
+            "G_A": define_G(opt.input_nc, opt.output_nc, **g),
+            "G_B": define_G(opt.output_nc, opt.input_nc, **g),
+            "D_A": define_D(opt.output_nc, **d),
+            "D_B": define_D(opt.input_nc, **d),
+        }).to(device)
+        self.gan_loss = GANLoss(opt.gan_mode)
+        self.pool_A = ImagePool(opt.pool_size, seed=opt.seed * 2 + 1)  # fakes of domain B, for D_A
+        self.pool_B = ImagePool(opt.pool_size, seed=opt.seed * 2 + 2)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        n = self.nets
+        return {"G": list(itertools.chain(n["G_A"].parameters(), n["G_B"].parameters())),
+                "D": list(itertools.chain(n["D_A"].parameters(), n["D_B"].parameters()))}
+
+    def translator(self, direction: str) -> nn.Module:
+        return self.nets["G_A" if direction == "AtoB" else "G_B"]
+
+    def _discriminator_loss(self, netD, real, fake):
+        loss = 0.5 * (self.gan_loss(netD(real), True) + self.gan_loss(netD(fake.detach()), False))
+        if self.opt.gan_mode == "wgangp":
+            loss = loss + gradient_penalty(netD, real, fake, weight=self.opt.lambda_gp)
+        return loss
+
+    def train_step(self, batch: dict, optimizers: dict) -> dict[str, float]:
+        o, n = self.opt, self.nets
+        real_A = batch["A"].to(self.device, non_blocking=True)
+        real_B = batch["B"].to(self.device, non_blocking=True)
+        fake_B = run_padded(n["G_A"], real_A)
+        rec_A = run_padded(n["G_B"], fake_B)
+        fake_A = run_padded(n["G_B"], real_B)
+        rec_B = run_padded(n["G_A"], fake_A)
+
+        # Generators: discriminators are fixed while the generators learn to fool them.
+        set_requires_grad([n["D_A"], n["D_B"]], False)
+        optimizers["G"].zero_grad(set_to_none=True)
+        losses = {}
+        if o.lambda_identity > 0:
+            losses["idt_A"] = F.l1_loss(run_padded(n["G_A"], real_B), real_B) * o.lambda_B * o.lambda_identity
+            losses["idt_B"] = F.l1_loss(run_padded(n["G_B"], real_A), real_A) * o.lambda_A * o.lambda_identity
+        losses["G_A"] = self.gan_loss(n["D_A"](fake_B), True)
+        losses["G_B"] = self.gan_loss(n["D_B"](fake_A), True)
+        losses["cycle_A"] = F.l1_loss(rec_A, real_A) * o.lambda_A
+        losses["cycle_B"] = F.l1_loss(rec_B, real_B) * o.lambda_B
+        sum(losses.values()).backward()
+        optimizers["G"].step()
+
+        set_requires_grad([n["D_A"], n["D_B"]], True)
+        optimizers["D"].zero_grad(set_to_none=True)
+        losses["D_A"] = self._discriminator_loss(n["D_A"], real_B, self.pool_A.query(fake_B))
+        losses["D_B"] = self._discriminator_loss(n["D_B"], real_A, self.pool_B.query(fake_A))
+        (losses["D_A"] + losses["D_B"]).backward()
+        optimizers["D"].step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Input, translation and reconstruction for both directions."""
+        n = self.nets
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        fake_B, fake_A = run_padded(n["G_A"], real_A), run_padded(n["G_B"], real_B)
+        return {"real_A": real_A, "fake_B": fake_B, "rec_A": run_padded(n["G_B"], fake_B),
+                "real_B": real_B, "fake_A": fake_A, "rec_B": run_padded(n["G_A"], fake_A)}
+
+    def state_dict(self) -> dict:
+        return {"pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pool_A.load_state_dict(state["pool_A"], self.device)
+        self.pool_B.load_state_dict(state["pool_B"], self.device)

@@ -1,0 +1,288 @@
+"""The one generic training loop: optimizers, schedules, devices, checkpoints,
+logging and resume. It knows nothing of a method's losses: it hands batches
+to `method.train_step` and records what comes back."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .config import Options
+from .data.datasets import create_dataset
+from .methods import create_method
+from .visuals import save_visuals_grid
+
+
+def resolve_device(opt: Options) -> torch.device:
+    if opt.gpu_ids.strip() == "-1" or opt.device == "cpu":
+        return torch.device("cpu")
+    if opt.device == "cuda" or opt.gpu_ids.strip():
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda (or --gpu_ids) was asked for but PyTorch sees no CUDA device; "
+                               "use --device cpu or --device auto")
+        first = opt.gpu_ids.split(",")[0].strip() if opt.gpu_ids.strip() else "0"
+        return torch.device(f"cuda:{first}")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+class EpochSampler(Sampler):
+    """The epoch's order depends only on (seed, epoch), so a resumed run can
+    skip exactly the samples it had already seen."""
+
+    def __init__(self, n: int, seed: int, epoch: int, shuffle: bool, start: int = 0):
+        self.n, self.seed, self.epoch, self.shuffle, self.start = n, seed, epoch, shuffle, start
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self):
+        return iter(self._order()[self.start:])
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+def make_scheduler(opt: Options, optimizer: torch.optim.Optimizer):
+    total = opt.n_epochs + opt.n_epochs_decay
+    if opt.lr_policy == "linear":
+        # Constant for n_epochs, then linearly to zero over n_epochs_decay (official rule).
+        def rule(epoch_index: int) -> float:
+            return 1.0 - max(0, epoch_index + 1 - opt.n_epochs) / float(opt.n_epochs_decay + 1)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, rule)
+    if opt.lr_policy == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=opt.lr_decay_iters, gamma=0.1)
+    if opt.lr_policy == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01,
+                                                      patience=5)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # "finished", "paused" (--max_iters reached) or "interrupted"
+    epoch: int
+    total_steps: int
+    elapsed_s: float
+
+
+class _StopRequest:
+    """First Ctrl-C asks the loop to stop after the current iteration and save;
+    a second one stops at once (the previous checkpoint is still intact)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Stopping after this iteration and saving a checkpoint (Ctrl-C again to stop now)...")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+class Trainer:
+    def __init__(self, opt: Options, progress: bool = True):
+        self.opt = opt
+        self.progress = progress
+        self.device = resolve_device(opt)
+        self.dir = ckpt.run_dir(opt)
+        seed_everything(opt.seed, opt.deterministic)
+
+        resume_state = self._resume_state()
+        self.dataset = create_dataset(opt, "train")
+        skipped = getattr(self.dataset, "skipped_files", [])
+        if skipped:
+            print(f"Skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
+        self.method = create_method(opt, self.device)
+        self.sample_batch = self._sample_batch()
+        self.optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
+                           for name, params in self.method.param_groups().items()}
+        self.schedulers = {name: make_scheduler(opt, o) for name, o in self.optimizers.items()}
+        self.epoch, self.epoch_step, self.total_steps, self.elapsed_s = opt.epoch_count, 0, 0, 0.0
+        for _ in range(opt.epoch_count - 1):  # official --epoch_count: start part-way along the schedule
+            self._step_schedulers(None)
+        if resume_state is not None:
+            self._restore(resume_state)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_options(opt, self.dir)
+        self.log_path = self.dir / "loss_log.jsonl"
+        self._trim_log()
+
+    # --- state -------------------------------------------------------------
+    def _resume_state(self) -> dict | None:
+        path = ckpt.state_path(self.dir, self.opt.epoch)
+        if self.opt.continue_train:
+            state = ckpt.load_training_state(path)
+            ckpt.check_compatible(state["options"], self.opt, path)
+            return state
+        if ckpt.state_path(self.dir).exists():
+            raise ckpt.CheckpointError(
+                f"{self.dir} already holds a training run. Resume it with --continue_train, "
+                "or choose another --name (nothing was changed).")
+        return None
+
+    def _restore(self, state: dict) -> None:
+        for name, sd in state["nets"].items():
+            self.method.nets[name].load_state_dict(sd)
+        for name, sd in state["optimizers"].items():
+            self.optimizers[name].load_state_dict(sd)
+        for name, sd in state["schedulers"].items():
+            self.schedulers[name].load_state_dict(sd)
+        self.method.load_state_dict(state["method"])
+        ckpt.restore_rng(state["rng"])
+        self.epoch, self.epoch_step = state["epoch"], state["epoch_step"]
+        self.total_steps, self.elapsed_s = state["total_steps"], state["elapsed_s"]
+        print(f"Resuming {self.dir} at epoch {self.epoch}, iteration {self.total_steps}")
+
+    def state(self) -> dict:
+        return {
+            "format": ckpt.FORMAT, "version": ckpt.FORMAT_VERSION,
+            "options": self.opt.to_dict(),
+            "epoch": self.epoch, "epoch_step": self.epoch_step,
+            "total_steps": self.total_steps, "elapsed_s": self.elapsed_s,
+            "nets": {k: v.state_dict() for k, v in self.method.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
+            "method": self.method.state_dict(),
+            "rng": ckpt.capture_rng(),
+        }
+
+    def save(self, label: str | int = "latest") -> None:
+        ckpt.atomic_torch_save(self.state(), ckpt.state_path(self.dir, label))
+        for name in self.method.generator_names:
+            ckpt.save_generator(self.method.nets[name].state_dict(), self.dir / f"{label}_net_{name}")
+
+    def _trim_log(self) -> None:
+        """Drop log lines written after the checkpoint we resume from."""
+        if not self.log_path.exists():
+            return
+        lines = self.log_path.read_text().splitlines()
+        kept = [l for l in lines if l.strip() and json.loads(l)["total_steps"] <= self.total_steps]
+        if len(kept) != len(lines):
+            ckpt.atomic_write_text("".join(l + "\n" for l in kept), self.log_path)
+
+    def _step_schedulers(self, metric: float | None) -> None:
+        for s in self.schedulers.values():
+            if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                if metric is not None:
+                    s.step(metric)
+            else:
+                s.step()
+
+    # --- loop --------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        self.dataset.set_epoch(self.epoch)
+        sampler = EpochSampler(len(self.dataset), self.opt.seed, self.epoch, shuffle=not self.opt.serial_batches,
+                               start=self.epoch_step * self.opt.batch_size)
+        return DataLoader(self.dataset, batch_size=self.opt.batch_size, sampler=sampler,
+                          num_workers=self.opt.num_threads, pin_memory=self.device.type == "cuda",
+                          drop_last=False)
+
+    def _sample_batch(self) -> dict:
+        """A fixed batch for sample grids: the first images as epoch 0 augments them."""
+        self.dataset.set_epoch(0)
+        items = [self.dataset[i] for i in range(min(4, len(self.dataset)))]
+        return torch.utils.data.default_collate(items)
+
+    def _write_samples(self, label: str) -> None:
+        for net in self.method.nets.values():
+            net.eval()
+        save_visuals_grid(self.method.visuals(self.sample_batch), self.dir / "samples" / f"{label}.png")
+        for net in self.method.nets.values():
+            net.train()
+
+    def run(self) -> TrainResult:
+        o = self.opt
+        last_epoch = o.n_epochs + o.n_epochs_decay
+        status = "finished"
+        with _StopRequest() as stop, open(self.log_path, "a") as log:
+            while self.epoch <= last_epoch:
+                loader = self._loader()
+                g_losses = []
+                bar = tqdm(loader, total=len(loader), disable=not self.progress, leave=False,
+                           desc=f"epoch {self.epoch}/{last_epoch}", unit="it", dynamic_ncols=True)
+                for batch in bar:
+                    started = time.perf_counter()
+                    losses = self.method.train_step(batch, self.optimizers)
+                    self.elapsed_s += time.perf_counter() - started
+                    if not all(np.isfinite(v) for v in losses.values()):
+                        raise FloatingPointError(
+                            f"non-finite loss at iteration {self.total_steps + 1}: {losses}. The last good "
+                            f"checkpoint is {ckpt.state_path(self.dir)}; try a lower --lr.")
+                    self.epoch_step += 1
+                    self.total_steps += 1
+                    g_losses.append(sum(v for k, v in losses.items() if not k.startswith("D")))
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    if self.total_steps % o.print_freq == 0:
+                        log.write(json.dumps({"epoch": self.epoch, "step": self.epoch_step,
+                                              "total_steps": self.total_steps,
+                                              "time": round(self.elapsed_s, 3), **losses}) + "\n")
+                        log.flush()
+                    if o.display_freq and self.total_steps % o.display_freq == 0:
+                        self._write_samples(f"iter_{self.total_steps:07d}")
+                    if self.total_steps % o.save_latest_freq == 0:
+                        self.save("latest")
+                    if o.max_iters and self.total_steps >= o.max_iters:
+                        status = "paused"
+                    elif stop.requested:
+                        status = "interrupted"
+                    if status != "finished":
+                        break
+                bar.close()
+                if status != "finished":
+                    break
+                self._step_schedulers(float(np.mean(g_losses)) if g_losses else None)
+                finished_epoch = self.epoch
+                self.epoch, self.epoch_step = self.epoch + 1, 0
+                if not o.display_freq:
+                    self._write_samples(f"epoch_{finished_epoch:03d}")
+                lr = self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"]
+                tqdm.write(f"epoch {finished_epoch}/{last_epoch} done: {self.total_steps} iterations, "
+                           f"{self.elapsed_s:.0f} s training, lr {lr:.2e}", )
+                if finished_epoch % o.save_epoch_freq == 0 or finished_epoch == last_epoch:
+                    self.save(finished_epoch)
+                self.save("latest")
+        if status != "finished":
+            self.save("latest")
+            print(f"Saved {ckpt.state_path(self.dir)} at iteration {self.total_steps} ({status}). "
+                  f"Resume with: transfigure train --name {o.name} --checkpoints_dir {o.checkpoints_dir} "
+                  "--continue_train")
+        return TrainResult(self.dir, status, self.epoch, self.total_steps, self.elapsed_s)
+
+
+def train(opt: Options, progress: bool = True) -> TrainResult:
+    return Trainer(opt, progress=progress).run()
