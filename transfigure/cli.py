@@ -46,7 +46,8 @@ def _add_translate(sub) -> None:
     p.add_argument("--checkpoints_dir", default="checkpoints")
     p.add_argument("--epoch", default="latest", help="'latest' or an epoch number (with --name)")
     p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"],
-                   help="AtoB uses G_A, BtoA uses G_B (runs and .ckpt files)")
+                   help="translate the dataset's A domain into B, or B into A (runs and .ckpt files; "
+                        "a plain generator file maps the way it was trained)")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="folder for the translated images (PNG)")
     p.add_argument("--batch_size", type=int, default=4, help="images per batch (same-size images only)")

@@ -213,9 +213,12 @@ class Trainer:
                           drop_last=False)
 
     def _sample_batch(self) -> dict:
-        """A fixed batch for sample grids: the first images as epoch 0 augments them."""
+        """A fixed batch for sample grids: the first images as epoch 0 augments them
+        (only the first when sizes differ, e.g. with --preprocess none)."""
         self.dataset.set_epoch(0)
         items = [self.dataset[i] for i in range(min(4, len(self.dataset)))]
+        if any(item["A"].shape != items[0]["A"].shape or item["B"].shape != items[0]["B"].shape for item in items):
+            items = items[:1]
         return torch.utils.data.default_collate(items)
 
     def _write_samples(self, label: str) -> None:

@@ -17,6 +17,12 @@ from .nets import define_G, load_official_state_dict, run_padded
 GENERATOR_OPTION_KEYS = ("input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout")
 
 
+def generator_for(direction: str, trained_direction: str = "AtoB") -> str:
+    """`direction` names the dataset's folders (A -> B or B -> A). A run trained
+    with --direction BtoA swapped them, so its G_A maps B -> A."""
+    return "G_A" if direction == trained_direction else "G_B"
+
+
 @dataclass
 class LoadedGenerator:
     net: nn.Module
@@ -25,8 +31,9 @@ class LoadedGenerator:
     source: str
 
 
-def _build(opt: Options, direction: str, state_dict: dict, source: str) -> LoadedGenerator:
-    in_nc, out_nc = (opt.input_nc, opt.output_nc) if direction == "AtoB" else (opt.output_nc, opt.input_nc)
+def _build(opt: Options, net_name: str, state_dict: dict, source: str) -> LoadedGenerator:
+    # The dataset gives G_A inputs of input_nc channels whatever the training direction.
+    in_nc, out_nc = (opt.input_nc, opt.output_nc) if net_name == "G_A" else (opt.output_nc, opt.input_nc)
     net = define_G(in_nc, out_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout)
     try:
         load_official_state_dict(net, state_dict)
@@ -44,33 +51,32 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
     (defaults: the official CycleGAN generator)."""
     if (name is None) == (checkpoint is None):
         raise ValueError("give exactly one of --name or --checkpoint")
-    net_name = "G_A" if direction == "AtoB" else "G_B"
     if name is not None:
         folder = Path(checkpoints_dir) / name
         if not folder.is_dir():
             raise ckpt.CheckpointError(f"{folder}: no such run (check --name and --checkpoints_dir)")
         checkpoint = ckpt.state_path(folder, epoch)
-        if not checkpoint.exists():
-            checkpoint = folder / f"{epoch}_net_{net_name}.pth"
+        if not checkpoint.exists():  # a run folder holding only exported generators
+            saved = yaml.safe_load((folder / "options.yaml").read_text()) if (folder / "options.yaml").is_file() else {}
+            checkpoint = folder / f"{epoch}_net_{generator_for(direction, saved.get('direction', 'AtoB'))}.pth"
     path = Path(checkpoint)
     if path.suffix == ".ckpt":
         state = ckpt.load_training_state(path)
         opt = make_options({k: state["options"][k] for k in GENERATOR_OPTION_KEYS})
+        net_name = generator_for(direction, state["options"]["direction"])
         if net_name not in state["nets"]:
             raise ckpt.CheckpointError(f"{path}: holds no {net_name} generator for --direction {direction}")
-        return _build(opt, direction, state["nets"][net_name], str(path))
+        return _build(opt, net_name, state["nets"][net_name], str(path))
 
+    # A plain generator file maps whatever its file says, whatever --direction says.
     state_dict = ckpt.load_tensor_file(path)
     options_file = path.parent / "options.yaml"
     if options_file.is_file():
         saved = yaml.safe_load(options_file.read_text())
         opt = make_options({k: saved[k] for k in GENERATOR_OPTION_KEYS if k in saved})
-        # An exported G_B file maps B -> A whatever --direction says.
-        direction = "BtoA" if "net_G_B" in path.name else "AtoB"
     else:
         opt = make_options({k: v for k, v in (architecture or {}).items() if k in GENERATOR_OPTION_KEYS})
-        direction = "AtoB"
-    return _build(opt, direction, state_dict, str(path))
+    return _build(opt, "G_B" if "net_G_B" in path.name else "G_A", state_dict, str(path))
 
 
 def collect_inputs(input_path: str | Path) -> list[Path]:

@@ -1,0 +1,15 @@
+import pytest
+import torch
+
+# Tests are small; one thread keeps them fast and their results reproducible on shared 2-core machines.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path_factory):
+    """A small synthetic labels<->photo dataset (32 px), made once per test that asks."""
+    from transfigure.data.synthetic import make_labels2photo
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    make_labels2photo(root, size=32, n_train=6, n_test=3, seed=0, progress=False)
+    return root

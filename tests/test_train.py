@@ -1,0 +1,139 @@
+import signal
+
+import pytest
+import torch
+
+from transfigure import checkpoint as ckpt
+from transfigure.config import make_options
+from transfigure.train import Trainer, train
+
+
+def tiny_options(dataroot, checkpoints_dir, name="run", **overrides):
+    values = dict(dataroot=str(dataroot), checkpoints_dir=str(checkpoints_dir), name=name,
+                  netG="resnet_1blocks", ngf=4, ndf=4, load_size=32, crop_size=28, n_epochs=1,
+                  n_epochs_decay=1, num_threads=0, pool_size=2, seed=3, deterministic=True,
+                  print_freq=1, save_latest_freq=4, device="cpu")
+    values.update(overrides)
+    return make_options(values)
+
+
+def assert_states_equal(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_states_equal(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_states_equal(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
+def comparable(state):
+    return {k: state[k] for k in ("nets", "optimizers", "schedulers", "method", "epoch", "total_steps")}
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_dataset, tmp_path):
+    whole = train(tiny_options(tiny_dataset, tmp_path, "whole"), progress=False)
+    assert whole.status == "finished" and whole.total_steps == 12  # 6 images x 2 epochs
+
+    # Stop mid-epoch (iteration 5 of 6 in epoch 1), then resume twice: once mid-epoch, once at the boundary.
+    paused = train(tiny_options(tiny_dataset, tmp_path, "split", max_iters=5), progress=False)
+    assert paused.status == "paused" and paused.total_steps == 5
+    paused = train(tiny_options(tiny_dataset, tmp_path, "split", max_iters=9, continue_train=True),
+                   progress=False)
+    assert paused.total_steps == 9
+    resumed = train(tiny_options(tiny_dataset, tmp_path, "split", continue_train=True), progress=False)
+    assert resumed.status == "finished" and resumed.total_steps == 12
+
+    a = ckpt.load_training_state(tmp_path / "whole" / "latest.ckpt")
+    b = ckpt.load_training_state(tmp_path / "split" / "latest.ckpt")
+    assert_states_equal(comparable(a), comparable(b))
+    # The loss log has one line per iteration, none duplicated by the resumes.
+    log = (tmp_path / "split" / "loss_log.jsonl").read_text().splitlines()
+    assert len(log) == 12
+
+
+def test_checkpoint_layout_and_exports(tiny_dataset, tmp_path):
+    train(tiny_options(tiny_dataset, tmp_path), progress=False)
+    run = tmp_path / "run"
+    for name in ("latest.ckpt", "epoch_1.ckpt", "epoch_2.ckpt", "options.yaml", "loss_log.jsonl",
+                 "latest_net_G_A.pth", "latest_net_G_B.safetensors", "2_net_G_A.pth"):
+        assert (run / name).is_file(), name
+    assert list((run / "samples").glob("*.png"))
+    # The plain export is the generator's state dict in the official layout, loadable without pickle.
+    plain = torch.load(run / "latest_net_G_A.pth", weights_only=True)
+    full = ckpt.load_training_state(run / "latest.ckpt")["nets"]["G_A"]
+    assert_states_equal(plain, full)
+    assert "model.1.weight" in plain
+
+
+def test_crash_mid_save_leaves_last_checkpoint_loadable(tiny_dataset, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_options(tiny_dataset, tmp_path, max_iters=2), progress=False)
+    trainer.run()
+    path = tmp_path / "run" / "latest.ckpt"
+    before = path.read_bytes()
+
+    def crashing_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(ckpt.torch, "save", crashing_save)
+    with pytest.raises(OSError, match="simulated"):
+        trainer.save("latest")
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert ckpt.load_training_state(path)["total_steps"] == 2
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_saves_and_resumes(tiny_dataset, tmp_path):
+    trainer = Trainer(tiny_options(tiny_dataset, tmp_path), progress=False)
+    step = trainer.method.train_step
+
+    def step_then_interrupt(batch, optimizers):
+        losses = step(batch, optimizers)
+        if trainer.total_steps == 2:  # the third step is under way
+            signal.raise_signal(signal.SIGINT)
+        return losses
+
+    trainer.method.train_step = step_then_interrupt
+    result = trainer.run()
+    assert result.status == "interrupted" and result.total_steps == 3
+    assert ckpt.load_training_state(tmp_path / "run" / "latest.ckpt")["total_steps"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_refuses_to_overwrite_or_resume_with_other_architecture(tiny_dataset, tmp_path):
+    train(tiny_options(tiny_dataset, tmp_path, max_iters=1), progress=False)
+    with pytest.raises(ckpt.CheckpointError, match="--continue_train"):
+        Trainer(tiny_options(tiny_dataset, tmp_path), progress=False)
+    with pytest.raises(ckpt.CheckpointError, match="--ngf 8"):
+        Trainer(tiny_options(tiny_dataset, tmp_path, ngf=8, continue_train=True), progress=False)
+    with pytest.raises(ckpt.CheckpointError, match="epoch_7.ckpt"):
+        Trainer(tiny_options(tiny_dataset, tmp_path, epoch="7", continue_train=True), progress=False)
+
+
+@pytest.mark.parametrize("gan_mode", ["vanilla", "wgangp"])
+def test_other_gan_objectives_train(tiny_dataset, tmp_path, gan_mode):
+    result = train(tiny_options(tiny_dataset, tmp_path, gan_mode=gan_mode, max_iters=3), progress=False)
+    assert result.total_steps == 3  # a non-finite loss would have raised
+
+
+def test_linear_schedule_decays_to_zero(tiny_dataset, tmp_path):
+    trainer = Trainer(tiny_options(tiny_dataset, tmp_path, n_epochs=1, n_epochs_decay=2, max_dataset_size=1),
+                      progress=False)
+    step, lrs = trainer.method.train_step, []
+
+    def recording_step(batch, optimizers):
+        lrs.append(optimizers["G"].param_groups[0]["lr"])
+        return step(batch, optimizers)
+
+    trainer.method.train_step = recording_step
+    trainer.run()
+    # Official rule: constant for n_epochs, then lr * (1 - k / (n_epochs_decay + 1)) in decay epoch k.
+    assert lrs == pytest.approx([2e-4, 2e-4 * 2 / 3, 2e-4 * 1 / 3])
