@@ -58,7 +58,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_dataset, tmp_path):
 
 
 def test_checkpoint_layout_and_exports(tiny_dataset, tmp_path):
-    train(tiny_options(tiny_dataset, tmp_path), progress=False)
+    train(tiny_options(tiny_dataset, tmp_path, save_epoch_freq=1), progress=False)
     run = tmp_path / "run"
     for name in ("latest.ckpt", "epoch_1.ckpt", "epoch_2.ckpt", "options.yaml", "loss_log.jsonl",
                  "latest_net_G_A.pth", "latest_net_G_B.safetensors", "2_net_G_A.pth"):

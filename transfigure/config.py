@@ -185,15 +185,18 @@ def validate(o: Options) -> None:
         raise ConfigError(f"--epoch must be 'latest' or an epoch number, got {o.epoch!r}")
 
 
-def add_option_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+def add_option_arguments(parser, only: tuple[str, ...] | None = None) -> None:
     """Add one flag per Options field; defaults are suppressed so that only
     flags the user typed override the preset."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(Options):
         if only is not None and f.name not in only:
             continue
-        group_name = f.metadata["group"]
-        group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
+        if only is not None:  # a chosen few go straight into the caller's parser or group
+            group = parser
+        else:
+            group_name = f.metadata["group"]
+            group = groups.get(group_name) or groups.setdefault(group_name, parser.add_argument_group(group_name))
         help_text = f"{f.metadata['help']} (default: {f.default})"
         if isinstance(f.default, bool):
             # Official flags are store_true switches; --no_dropout false style values come via presets.

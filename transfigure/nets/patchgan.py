@@ -1,0 +1,47 @@
+"""PatchGAN discriminators, layer for layer as junyanz/pytorch-CycleGAN-and-pix2pix."""
+from __future__ import annotations
+
+from torch import nn
+
+from .common import uses_bias
+
+
+class NLayerDiscriminator(nn.Module):
+    """n_layers=3 is the 70x70 PatchGAN: 4x4 convs, n_layers stride-2 steps, then two
+    stride-1 convs; one logit per patch. Channels ndf * min(2**n, 8)."""
+
+    def __init__(self, input_nc, ndf=64, n_layers=3, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        use_bias = uses_bias(norm_layer)
+        kw, padw = 4, 1
+        # The first conv has no norm after it, so it keeps its bias whatever the norm.
+        seq = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2 ** n, 8)
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=2, padding=padw, bias=use_bias),
+                    norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
+        prev, mult = mult, min(2 ** n_layers, 8)
+        seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias),
+                norm_layer(ndf * mult), nn.LeakyReLU(0.2, True),
+                nn.Conv2d(ndf * mult, 1, kernel_size=kw, stride=1, padding=padw)]
+        self.model = nn.Sequential(*seq)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN: one logit per pixel (attribute `net`, as upstream)."""
+
+    def __init__(self, input_nc, ndf=64, norm_layer=nn.BatchNorm2d):
+        super().__init__()
+        use_bias = uses_bias(norm_layer)
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, kernel_size=1, stride=1, padding=0), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, kernel_size=1, stride=1, padding=0, bias=use_bias),
+            norm_layer(ndf * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, kernel_size=1, stride=1, padding=0, bias=use_bias))
+
+    def forward(self, x):
+        return self.net(x)
