@@ -78,6 +78,12 @@ def make_scheduler(opt: Options, optimizer: torch.optim.Optimizer):
                                                       patience=5)
 
 
+def _worker_init(worker_id: int) -> None:
+    """Data workers share the terminal's process group: let only the main
+    process react to Ctrl-C, so it can finish the iteration and save."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -210,7 +216,7 @@ class Trainer:
                                start=self.epoch_step * self.opt.batch_size)
         return DataLoader(self.dataset, batch_size=self.opt.batch_size, sampler=sampler,
                           num_workers=self.opt.num_threads, pin_memory=self.device.type == "cuda",
-                          drop_last=False)
+                          worker_init_fn=_worker_init if self.opt.num_threads else None, drop_last=False)
 
     def _sample_batch(self) -> dict:
         """A fixed batch for sample grids: the first images as epoch 0 augments them
@@ -235,7 +241,7 @@ class Trainer:
         with _StopRequest() as stop, open(self.log_path, "a") as log:
             while self.epoch <= last_epoch:
                 loader = self._loader()
-                g_losses = []
+                g_losses, window = [], []
                 bar = tqdm(loader, total=len(loader), disable=not self.progress, leave=False,
                            desc=f"epoch {self.epoch}/{last_epoch}", unit="it", dynamic_ncols=True)
                 for batch in bar:
@@ -250,11 +256,15 @@ class Trainer:
                     self.total_steps += 1
                     g_losses.append(sum(v for k, v in losses.items() if not k.startswith("D")))
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    window.append(losses)
                     if self.total_steps % o.print_freq == 0:
+                        # Mean over the logging window: single-iteration GAN losses are too noisy to read.
+                        means = {k: float(np.mean([w[k] for w in window])) for k in losses}
                         log.write(json.dumps({"epoch": self.epoch, "step": self.epoch_step,
                                               "total_steps": self.total_steps,
-                                              "time": round(self.elapsed_s, 3), **losses}) + "\n")
+                                              "time": round(self.elapsed_s, 3), **means}) + "\n")
                         log.flush()
+                        window.clear()
                     if o.display_freq and self.total_steps % o.display_freq == 0:
                         self._write_samples(f"iter_{self.total_steps:07d}")
                     if self.total_steps % o.save_latest_freq == 0:
