@@ -153,6 +153,9 @@ def _cmd_demo(args) -> int:
     page = run_demo(dataroot=args.dataroot, name=args.name, checkpoints_dir=args.checkpoints_dir,
                     results_dir=args.results_dir, n_train=args.n_train, n_test=args.n_test,
                     progress=not args.no_progress)
+    if page is None:
+        print("The demo's training was interrupted; run `transfigure demo` again to resume it.")
+        return 130
     print(f"Demo page: {page}")
     return 0
 
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     expected = (config.ConfigError, CheckpointError, ImageLoadError, DatasetFolderError, FileNotFoundError,
-                FileExistsError, ValueError, RuntimeError)
+                FileExistsError, ValueError, RuntimeError, FloatingPointError)
     try:
         return args.func(args)
     except expected as e:

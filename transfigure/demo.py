@@ -20,7 +20,7 @@ from .data.synthetic import load_palette, make_labels2photo
 from .evaluate.segmentation import score_label_folders
 from .methods import create_method
 from .nets import run_padded
-from .train import seed_everything, train
+from .train import TrainResult, seed_everything, train
 from .translate import LoadedGenerator, load_generator, translate_files
 from .visuals import plot_losses, read_loss_log, save_visuals_grid
 
@@ -84,7 +84,8 @@ The identity mapping (the photo itself, snapped to label colors) is the floor.</
 
 def run_demo(dataroot: str = "datasets/demo_labels2photo", name: str = "demo", checkpoints_dir: str = "checkpoints",
              results_dir: str = "results/demo", n_train: int = 1000, n_test: int = 100, progress: bool = True,
-             overrides: dict | None = None) -> Path:
+             overrides: dict | None = None) -> Path | None:
+    """Returns the page's path, or None when training was interrupted (rerun to resume)."""
     data = Path(dataroot)
     if (data / "palette.json").is_file():
         print(f"Using the synthetic dataset in {data}")
@@ -102,14 +103,14 @@ def run_demo(dataroot: str = "datasets/demo_labels2photo", name: str = "demo", c
     state = ckpt.load_training_state(latest) if latest.exists() else None
     if state is not None and state["epoch"] > last_epoch:
         print(f"Reusing the finished demo run in {run} (delete that folder to train again)")
-        result = type("Result", (), {"total_steps": state["total_steps"], "elapsed_s": state["elapsed_s"]})
+        result = TrainResult(run, "finished", state["epoch"], state["total_steps"], state["elapsed_s"])
     else:
         if state is not None:
             opt = make_options({**opt_values, "continue_train": True})
         print(f"Training a small CycleGAN ({opt.netG}, ngf {opt.ngf}) for {last_epoch} epochs on the CPU...")
         result = train(opt, progress=progress)
         if result.status != "finished":
-            raise KeyboardInterrupt
+            return None
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
 
