@@ -242,7 +242,7 @@ class Trainer:
             while self.epoch <= last_epoch:
                 loader = self._loader()
                 g_losses, window = [], []
-                bar = tqdm(loader, total=len(loader), disable=not self.progress, leave=False,
+                bar = tqdm(loader, total=len(loader), disable=not self.progress, leave=False, mininterval=0.5,
                            desc=f"epoch {self.epoch}/{last_epoch}", unit="it", dynamic_ncols=True)
                 for batch in bar:
                     started = time.perf_counter()
