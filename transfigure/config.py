@@ -29,15 +29,19 @@ class Options:
     # --- run ---------------------------------------------------------------
     dataroot: str = opt("", "dataset folder (trainA/trainB/testA/testB, or train/ and test/ for aligned)", group="run")
     name: str = opt("experiment", "run name: checkpoints go to CHECKPOINTS_DIR/NAME", group="run")
-    model: str = opt("cycle_gan", "method to train", choices=["cycle_gan"], group="run")
+    model: str = opt("cycle_gan", "method to train: cycle_gan (unpaired), pix2pix (aligned pairs), colorization "
+                     "(pix2pix from L to ab in Lab); pix2pix and colorization change other defaults as the "
+                     "official code does", choices=["cycle_gan", "pix2pix", "colorization"], group="run")
     checkpoints_dir: str = opt("checkpoints", "where runs are stored", group="run")
     seed: int = opt(0, "random seed for weights, data order and augmentation", group="run")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-identical resume on CPU)", group="run")
     device: str = opt("auto", "compute device", choices=["auto", "cpu", "cuda"], group="run")
     gpu_ids: str = opt("", "official-style GPU list, e.g. '0'; '-1' means CPU (prefer --device)", group="run")
     # --- networks ----------------------------------------------------------
-    input_nc: int = opt(3, "channels of domain A images (1 or 3)", choices=[1, 3], group="networks")
-    output_nc: int = opt(3, "channels of domain B images (1 or 3)", choices=[1, 3], group="networks")
+    input_nc: int = opt(3, "channels of domain A images: 1 (grayscale) or 3 (RGB)", choices=[1, 2, 3],
+                        group="networks")
+    output_nc: int = opt(3, "channels of domain B images: 1 or 3 (2 = ab of Lab, for colorization only)",
+                         choices=[1, 2, 3], group="networks")
     ngf: int = opt(64, "generator filters in the first conv layer", group="networks")
     ndf: int = opt(64, "discriminator filters in the first conv layer", group="networks")
     netG: str = opt("resnet_9blocks", "generator: resnet_9blocks, resnet_6blocks (any resnet_<N>blocks), "
@@ -51,7 +55,8 @@ class Options:
     init_gain: float = opt(0.02, "scale for normal/xavier/orthogonal init", group="networks")
     no_dropout: bool = opt(True, "no dropout in the generator (CycleGAN default)", group="networks")
     # --- data --------------------------------------------------------------
-    dataset_mode: str = opt("unaligned", "dataset layout", choices=["unaligned", "aligned", "single"], group="data")
+    dataset_mode: str = opt("unaligned", "dataset layout",
+                            choices=["unaligned", "aligned", "single", "colorization"], group="data")
     direction: str = opt("AtoB", "translation direction", choices=["AtoB", "BtoA"], group="data")
     serial_batches: bool = opt(False, "take B images in order instead of at random", group="data")
     num_threads: int = opt(2, "data loading worker processes (0 = in the main process)", group="data")
@@ -83,6 +88,17 @@ class Options:
     lambda_A: float = opt(10.0, "weight of the cycle loss A -> B -> A", group="training")
     lambda_B: float = opt(10.0, "weight of the cycle loss B -> A -> B", group="training")
     lambda_identity: float = opt(0.5, "identity loss weight, relative to lambda_A/B (0 = off)", group="training")
+    lambda_GAN: float = opt(1.0, "weight of the adversarial loss (cycle_gan; 0 = the paper's 'cycle alone')",
+                            group="training")
+    lambda_pixel: float = opt(0.0, "L1 between input and output, SimGAN-style (cycle_gan baseline 'pixel loss + "
+                              "GAN')", group="training")
+    lambda_feature: float = opt(0.0, "L1 between --feature_net features of input and output (cycle_gan baseline "
+                                "'feature loss + GAN')", group="training")
+    feature_net: str = opt("vgg16:relu3_3", "network:layer for --lambda_feature, a torchvision model with "
+                           "ImageNet weights (e.g. vgg16:relu3_3, vgg19:relu4_4, resnet50:layer2)", group="training")
+    feature_weights: str = opt("", "local weights file for --feature_net (else torchvision's cache/download)",
+                               group="training")
+    lambda_L1: float = opt(100.0, "weight of the L1 loss to the target (pix2pix)", group="training")
     # --- checkpoints and logging -------------------------------------------
     continue_train: bool = opt(False, "resume from the run's checkpoint (see --epoch)", group="checkpoints")
     epoch: str = opt("latest", "which checkpoint to resume or translate with: 'latest' or an epoch number",
@@ -96,7 +112,7 @@ class Options:
     # Options that define what a checkpoint contains: resuming with other
     # values would load weights into the wrong shapes or a different method.
     ARCHITECTURE_KEYS = ("model", "input_nc", "output_nc", "ngf", "ndf", "netG", "netD", "n_layers_D",
-                         "norm", "no_dropout", "gan_mode")
+                         "norm", "no_dropout", "gan_mode", "direction")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,6 +131,16 @@ def resolve_preset_path(name_or_path: str) -> Path:
     available = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
     raise ConfigError(f"--config {name_or_path}: no such file and no built-in preset of that name "
                       f"(built-in presets: {available})")
+
+
+# What the official code's modify_commandline_options changes per model.
+_PIX2PIX_DEFAULTS = {"norm": "batch", "netG": "unet_256", "dataset_mode": "aligned", "gan_mode": "vanilla",
+                     "pool_size": 0, "no_dropout": False, "lambda_identity": 0.0}
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cycle_gan": {},
+    "pix2pix": _PIX2PIX_DEFAULTS,
+    "colorization": {**_PIX2PIX_DEFAULTS, "dataset_mode": "colorization", "input_nc": 1, "output_nc": 2},
+}
 
 
 class ConfigError(ValueError):
@@ -161,6 +187,8 @@ def make_options(overrides: dict[str, Any] | None = None, preset: str | None = N
     if preset:
         values.update(load_preset(preset))
     values.update(overrides)
+    model = _coerce("model", values.get("model", OPTION_FIELDS["model"].default))
+    values = {**MODEL_DEFAULTS[model], **values}
     unknown = sorted(set(values) - set(OPTION_FIELDS))
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
@@ -181,6 +209,10 @@ def validate(o: Options) -> None:
         raise ConfigError("--n_epochs plus --n_epochs_decay must be at least 1")
     if o.pool_size < 0 or o.num_threads < 0 or o.max_dataset_size < 0 or o.max_iters < 0:
         raise ConfigError("--pool_size, --num_threads, --max_dataset_size and --max_iters cannot be negative")
+    if (o.input_nc, o.output_nc) != (1, 2) and o.model == "colorization":
+        raise ConfigError("--model colorization maps L to ab: it needs --input_nc 1 --output_nc 2")
+    if 2 in (o.input_nc, o.output_nc) and o.model != "colorization":
+        raise ConfigError("--input_nc/--output_nc 2 (the ab channels of Lab) is only for --model colorization")
     if o.epoch != "latest" and not o.epoch.isdigit():
         raise ConfigError(f"--epoch must be 'latest' or an epoch number, got {o.epoch!r}")
 

@@ -17,6 +17,7 @@ from typing import Callable
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .color import rgb_to_network_lab
 from .images import IMG_EXTENSIONS, DatasetFolderError, ImageLoadError, list_images, load_image
 from .transforms import apply_transform, get_params, sample_rng, transform
 
@@ -143,6 +144,25 @@ class SingleDataset(FolderDataset):
         return {"A": transform(load_image(path, self.channels), self.opt, self.rng(index)), "A_paths": str(path)}
 
 
+class ColorizationDataset(FolderDataset):
+    """DATAROOT/{phase}/ color images; A is their L channel, B their ab
+    channels (Lab, scaled as the official colorization code)."""
+
+    def __init__(self, opt, phase: str = "train"):
+        super().__init__(opt)
+        root = _root(opt)
+        self.paths = self._images(root / phase, f"expected {root / phase} with color images ({_EXTS})",
+                                  lambda p: load_image(p, 3))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        L, ab = rgb_to_network_lab(transform(load_image(path, 3), self.opt, self.rng(index)))
+        return {"A": L, "B": ab, "A_paths": str(path), "B_paths": str(path)}
+
+
 def create_dataset(opt, phase: str = "train") -> FolderDataset:
     """The dataset for opt.dataset_mode. 'single' reads DATAROOT itself, as official."""
     if opt.dataset_mode == "unaligned":
@@ -151,4 +171,6 @@ def create_dataset(opt, phase: str = "train") -> FolderDataset:
         return AlignedDataset(opt, phase)
     if opt.dataset_mode == "single":
         return SingleDataset(opt, _root(opt))
+    if opt.dataset_mode == "colorization":
+        return ColorizationDataset(opt, phase)
     raise ValueError(f"--dataset_mode {opt.dataset_mode!r}: expected unaligned, aligned or single")

@@ -1,0 +1,72 @@
+"""pix2pix (Isola et al., CVPR 2017): one generator trained on aligned pairs
+with a conditional PatchGAN (it sees the input beside the output) and an L1
+term to the ground truth. No image pool, as in the paper."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..config import Options
+from ..losses import GANLoss, gradient_penalty
+from ..nets import define_D, define_G, run_padded
+from .cyclegan import set_requires_grad
+
+
+class Pix2Pix:
+    generator_names = ("G",)
+
+    def __init__(self, opt: Options, device: torch.device):
+        self.opt = opt
+        self.device = device
+        self.nets = nn.ModuleDict({
+            "G": define_G(opt.input_nc, opt.output_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm,
+                          use_dropout=not opt.no_dropout, init_type=opt.init_type, init_gain=opt.init_gain),
+            # Conditional: D judges (input, output) pairs, so it needs both images' channels.
+            "D": define_D(opt.input_nc + opt.output_nc, ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D,
+                          norm=opt.norm, init_type=opt.init_type, init_gain=opt.init_gain),
+        }).to(device)
+        self.gan_loss = GANLoss(opt.gan_mode)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"G": list(self.nets["G"].parameters()), "D": list(self.nets["D"].parameters())}
+
+    def translator(self, direction: str) -> nn.Module:
+        if direction != "AtoB":
+            raise ValueError("a pix2pix model translates only in the direction it was trained "
+                             f"(--direction {self.opt.direction} at training time)")
+        return self.nets["G"]
+
+    def train_step(self, batch: dict, optimizers: dict) -> dict[str, float]:
+        o, G, D = self.opt, self.nets["G"], self.nets["D"]
+        real_A = batch["A"].to(self.device, non_blocking=True)
+        real_B = batch["B"].to(self.device, non_blocking=True)
+        fake_B = run_padded(G, real_A)
+        fake_AB, real_AB = torch.cat([real_A, fake_B], 1), torch.cat([real_A, real_B], 1)
+
+        set_requires_grad([D], True)
+        optimizers["D"].zero_grad(set_to_none=True)
+        loss_D = 0.5 * (self.gan_loss(D(fake_AB.detach()), False) + self.gan_loss(D(real_AB), True))
+        if o.gan_mode == "wgangp":
+            loss_D = loss_D + gradient_penalty(D, real_AB, fake_AB, weight=o.lambda_gp)
+        loss_D.backward()
+        optimizers["D"].step()
+
+        set_requires_grad([D], False)
+        optimizers["G"].zero_grad(set_to_none=True)
+        loss_G_GAN = self.gan_loss(D(fake_AB), True)
+        loss_G_L1 = F.l1_loss(fake_B, real_B) * o.lambda_L1
+        (loss_G_GAN + loss_G_L1).backward()
+        optimizers["G"].step()
+        return {"G_GAN": float(loss_G_GAN), "G_L1": float(loss_G_L1), "D": float(loss_D)}
+
+    @torch.no_grad()
+    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+        real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
+        return {"real_A": real_A, "fake_B": run_padded(self.nets["G"], real_A), "real_B": real_B}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
