@@ -45,9 +45,14 @@ def _add_translate(sub) -> None:
     src.add_argument("--checkpoint", help="a .ckpt, .pth or .safetensors file")
     p.add_argument("--checkpoints_dir", default="checkpoints")
     p.add_argument("--epoch", default="latest", help="'latest' or an epoch number (with --name)")
-    p.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"],
-                   help="translate the dataset's A domain into B, or B into A (runs and .ckpt files; "
-                        "a plain generator file maps the way it was trained)")
+    p.add_argument("--direction", default=None, choices=["AtoB", "BtoA"],
+                   help="translate the dataset's A domain into B, or B into A (default: the direction the "
+                        "run was trained for; pix2pix models have only that one; a plain generator file maps "
+                        "the way it was trained)")
+    p.add_argument("--eval", action="store_true",
+                   help="batch norm and dropout in eval mode (running statistics, no dropout); without it they "
+                        "stay in training mode as in the official test script, which is what pix2pix's "
+                        "published results used. No effect on instance-norm models without dropout (CycleGAN)")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="folder for the translated images (PNG)")
     p.add_argument("--batch_size", type=int, default=4, help="images per batch (same-size images only)")
@@ -73,7 +78,8 @@ def _cmd_translate(args) -> int:
     inputs = collect_inputs(args.input)
     device = resolve_device(config.make_options({"device": args.device}))
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
-                              compare=args.compare, overwrite=args.overwrite, progress=not args.no_progress)
+                              compare=args.compare, overwrite=args.overwrite, progress=not args.no_progress,
+                              eval_mode=args.eval)
     print(f"Wrote {len(summary.written)} image(s) to {args.output}")
     if summary.skipped_existing:
         print(f"Kept {len(summary.skipped_existing)} existing output(s); use --overwrite to replace them")

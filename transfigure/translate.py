@@ -12,15 +12,24 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import Options, make_options
 from .data.images import IMG_EXTENSIONS, image_to_tensor, list_images, load_image, save_image
+from .methods.pix2pix import ColorizationNet
 from .nets import define_G, load_official_state_dict, run_padded
 
-GENERATOR_OPTION_KEYS = ("input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout")
+GENERATOR_OPTION_KEYS = ("model", "input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout")
+SINGLE_GENERATOR_MODELS = ("pix2pix", "colorization")
 
 
-def generator_for(direction: str, trained_direction: str = "AtoB") -> str:
-    """`direction` names the dataset's folders (A -> B or B -> A). A run trained
-    with --direction BtoA swapped them, so its G_A maps B -> A."""
-    return "G_A" if direction == trained_direction else "G_B"
+def generator_for(saved: dict, direction: str | None) -> str:
+    """Which generator of a run translates `direction`, named by the dataset's
+    folders (A -> B or B -> A); None means the direction it was trained for.
+    A run trained with --direction BtoA swapped the folders: its G_A maps B -> A."""
+    trained = saved.get("direction", "AtoB")
+    if saved.get("model") in SINGLE_GENERATOR_MODELS:
+        if direction not in (None, trained):
+            raise ckpt.CheckpointError(f"this {saved['model']} model translates only {trained} "
+                                       f"(it has one generator); drop --direction {direction}")
+        return "G"
+    return "G_A" if direction in (None, trained) else "G_B"
 
 
 @dataclass
@@ -32,23 +41,31 @@ class LoadedGenerator:
 
 
 def _build(opt: Options, net_name: str, state_dict: dict, source: str) -> LoadedGenerator:
-    # The dataset gives G_A inputs of input_nc channels whatever the training direction.
-    in_nc, out_nc = (opt.input_nc, opt.output_nc) if net_name == "G_A" else (opt.output_nc, opt.input_nc)
+    # The dataset gives G_A (and pix2pix's G) inputs of input_nc channels whatever the direction.
+    in_nc, out_nc = (opt.output_nc, opt.input_nc) if net_name == "G_B" else (opt.input_nc, opt.output_nc)
     net = define_G(in_nc, out_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout)
     try:
         load_official_state_dict(net, state_dict)
     except ValueError as e:
         raise ckpt.CheckpointError(f"{source}: {e}") from e
-    return LoadedGenerator(net.eval(), in_nc, out_nc, source)
+    if opt.model == "colorization":  # RGB in, RGB out: lightness kept, colors predicted
+        return LoadedGenerator(ColorizationNet(net), 3, 3, source)
+    return LoadedGenerator(net, in_nc, out_nc, source)
+
+
+def _read_options_file(folder: Path) -> dict:
+    path = folder / "options.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 def load_generator(name: str | None = None, checkpoint: str | Path | None = None,
-                   checkpoints_dir: str = "checkpoints", epoch: str = "latest", direction: str = "AtoB",
+                   checkpoints_dir: str = "checkpoints", epoch: str = "latest", direction: str | None = None,
                    architecture: dict | None = None) -> LoadedGenerator:
     """A generator from a run (`name`), a training checkpoint (.ckpt), or a
     plain state dict (.pth/.safetensors). Plain files take their architecture
     from the run's options.yaml beside them, else from `architecture`
-    (defaults: the official CycleGAN generator)."""
+    (defaults: the official CycleGAN generator) and map the way their file
+    name says (`*net_G_B*` is B -> A), whatever `direction` says."""
     if (name is None) == (checkpoint is None):
         raise ValueError("give exactly one of --name or --checkpoint")
     if name is not None:
@@ -57,26 +74,18 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
             raise ckpt.CheckpointError(f"{folder}: no such run (check --name and --checkpoints_dir)")
         checkpoint = ckpt.state_path(folder, epoch)
         if not checkpoint.exists():  # a run folder holding only exported generators
-            saved = yaml.safe_load((folder / "options.yaml").read_text()) if (folder / "options.yaml").is_file() else {}
-            checkpoint = folder / f"{epoch}_net_{generator_for(direction, saved.get('direction', 'AtoB'))}.pth"
+            checkpoint = folder / f"{epoch}_net_{generator_for(_read_options_file(folder), direction)}.pth"
     path = Path(checkpoint)
     if path.suffix == ".ckpt":
         state = ckpt.load_training_state(path)
+        net_name = generator_for(state["options"], direction)
         opt = make_options({k: state["options"][k] for k in GENERATOR_OPTION_KEYS})
-        net_name = generator_for(direction, state["options"]["direction"])
-        if net_name not in state["nets"]:
-            raise ckpt.CheckpointError(f"{path}: holds no {net_name} generator for --direction {direction}")
         return _build(opt, net_name, state["nets"][net_name], str(path))
 
-    # A plain generator file maps whatever its file says, whatever --direction says.
     state_dict = ckpt.load_tensor_file(path)
-    options_file = path.parent / "options.yaml"
-    if options_file.is_file():
-        saved = yaml.safe_load(options_file.read_text())
-        opt = make_options({k: saved[k] for k in GENERATOR_OPTION_KEYS if k in saved})
-    else:
-        opt = make_options({k: v for k, v in (architecture or {}).items() if k in GENERATOR_OPTION_KEYS})
-    return _build(opt, "G_B" if "net_G_B" in path.name else "G_A", state_dict, str(path))
+    saved = _read_options_file(path.parent) or (architecture or {})
+    opt = make_options({k: v for k, v in saved.items() if k in GENERATOR_OPTION_KEYS})
+    return _build(opt, "G_B" if "net_G_B" in path.name else "G", state_dict, str(path))
 
 
 def collect_inputs(input_path: str | Path) -> list[Path]:
@@ -105,10 +114,15 @@ class TranslateSummary:
 @torch.inference_mode()
 def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: str | Path,
                     device: torch.device | str = "cpu", batch_size: int = 4, compare: bool = False,
-                    overwrite: bool = False, progress: bool = True) -> TranslateSummary:
+                    overwrite: bool = False, progress: bool = True, eval_mode: bool = False) -> TranslateSummary:
     """Translate each image at its own size (padded for the network, cropped
     back). Same-size neighbours share a batch. Existing outputs are kept
-    unless `overwrite`; an input file is never written to."""
+    unless `overwrite`; an input file is never written to.
+
+    As in the official test script, batch norm and dropout stay in training
+    mode unless `eval_mode` (the official --eval): batch statistics come from
+    the image itself, and dropout stays random. Instance norm without dropout
+    (CycleGAN) gives the same result either way."""
     output_dir = Path(output_dir)
     targets = [output_dir / n for n in output_names(inputs)]
     input_set = {p.resolve() for p in inputs}
@@ -117,7 +131,9 @@ def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: 
                                              in input_set):
             raise ValueError(f"--output {output_dir}: writing {target.name} would overwrite an input file; "
                              "choose another output folder")
-    net = generator.net.to(device)
+    net = generator.net.to(device).train(not eval_mode)
+    if not eval_mode and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        batch_size = 1  # batch statistics must come from one image, not from its batch neighbours
     summary = TranslateSummary()
     todo = []
     for source, target in zip(inputs, targets):

@@ -6,8 +6,9 @@ optimizers, schedules, devices, checkpoints and logging.
 from __future__ import annotations
 
 from .cyclegan import CycleGAN
+from .pix2pix import Colorization, Pix2Pix
 
-METHODS = {"cycle_gan": CycleGAN}
+METHODS = {"cycle_gan": CycleGAN, "pix2pix": Pix2Pix, "colorization": Colorization}
 
 
 def create_method(opt, device):

@@ -8,6 +8,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..config import Options
+from ..data.color import network_lab_to_rgb, rgb_to_network_lab
 from ..losses import GANLoss, gradient_penalty
 from ..nets import define_D, define_G, run_padded
 from .cyclegan import set_requires_grad
@@ -58,7 +59,7 @@ class Pix2Pix:
         loss_G_L1 = F.l1_loss(fake_B, real_B) * o.lambda_L1
         (loss_G_GAN + loss_G_L1).backward()
         optimizers["G"].step()
-        return {"G_GAN": float(loss_G_GAN), "G_L1": float(loss_G_L1), "D": float(loss_D)}
+        return {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item(), "D": loss_D.item()}
 
     @torch.no_grad()
     def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -70,3 +71,32 @@ class Pix2Pix:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class ColorizationNet(nn.Module):
+    """Wraps a colorization generator (L -> ab) as an RGB -> RGB translator:
+    the input's lightness is kept and its colors are predicted."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+        self.size_multiple = getattr(generator, "size_multiple", 1)
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        if rgb.shape[1] == 1:
+            rgb = rgb.expand(-1, 3, -1, -1)
+        L, _ = rgb_to_network_lab(rgb.float())
+        return network_lab_to_rgb(L, run_padded(self.generator, L).float())
+
+
+class Colorization(Pix2Pix):
+    """pix2pix from the L channel to the ab channels of Lab (official --model colorization)."""
+
+    def translator(self, direction: str) -> nn.Module:
+        return ColorizationNet(super().translator(direction))
+
+    @torch.no_grad()
+    def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
+        L, ab = batch["A"].to(self.device), batch["B"].to(self.device)
+        return {"gray": L.expand(-1, 3, -1, -1), "colorized": network_lab_to_rgb(L, run_padded(self.nets["G"], L)),
+                "real": network_lab_to_rgb(L, ab)}
