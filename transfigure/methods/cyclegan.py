@@ -1,6 +1,13 @@
 """CycleGAN (Zhu et al., ICCV 2017): two generators, two discriminators,
 adversarial + cycle-consistency + identity losses. Naming follows the
-official code: G_A maps A->B and D_A judges domain B images."""
+official code: G_A maps A->B and D_A judges domain B images.
+
+The paper's ablations and baselines are weightings of the same step:
+GAN alone (--lambda_A 0 --lambda_B 0), cycle alone (--lambda_GAN 0),
+GAN + forward cycle (--lambda_B 0), GAN + backward cycle (--lambda_A 0),
+pixel loss + GAN (--lambda_pixel, SimGAN) and feature loss + GAN
+(--lambda_feature with --feature_net). A term whose weight is 0 is not
+computed at all, so it cannot leak gradients."""
 from __future__ import annotations
 
 import itertools
@@ -13,6 +20,7 @@ from ..config import ConfigError, Options
 from ..image_pool import ImagePool
 from ..losses import GANLoss, gradient_penalty
 from ..nets import define_D, define_G, run_padded
+from ..nets.features import build_feature_extractor
 
 
 def set_requires_grad(nets, requires_grad: bool) -> None:
@@ -21,13 +29,28 @@ def set_requires_grad(nets, requires_grad: bool) -> None:
             p.requires_grad_(requires_grad)
 
 
+def check_training_size(opt: Options) -> None:
+    """A PatchGAN halves its input n_layers times, then a stride-1 conv takes a
+    pixel off; its normalization needs more than one value per channel. Catch
+    crops too small for that here, not as a shape error deep in PyTorch."""
+    if opt.netD == "pixel" or not ("crop" in opt.preprocess or opt.preprocess.startswith("resize")):
+        return
+    layers = 3 if opt.netD == "basic" else opt.n_layers_D
+    smallest = 3 * 2 ** layers
+    if opt.crop_size < smallest:
+        raise ConfigError(f"--crop_size {opt.crop_size} is too small for --netD {opt.netD} ({layers} layers): use "
+                          f"at least {smallest}, or fewer --n_layers_D with --netD n_layers, or --netD pixel")
+
+
 class CycleGAN:
     generator_names = ("G_A", "G_B")
 
     def __init__(self, opt: Options, device: torch.device):
-        if opt.lambda_identity > 0 and opt.input_nc != opt.output_nc:
-            raise ConfigError(f"--lambda_identity {opt.lambda_identity} needs --input_nc equal to --output_nc "
-                              f"(got {opt.input_nc} and {opt.output_nc}); set --lambda_identity 0")
+        for name in ("lambda_identity", "lambda_pixel", "lambda_feature"):
+            if getattr(opt, name) > 0 and opt.input_nc != opt.output_nc:
+                raise ConfigError(f"--{name} {getattr(opt, name)} compares A and B images, so it needs --input_nc "
+                                  f"equal to --output_nc (got {opt.input_nc} and {opt.output_nc}); set it to 0")
+        check_training_size(opt)
         self.opt = opt
         self.device = device
         g = dict(ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout,
@@ -41,6 +64,9 @@ class CycleGAN:
             "D_B": define_D(opt.input_nc, **d),
         }).to(device)
         self.gan_loss = GANLoss(opt.gan_mode)
+        # Built before training starts, so missing pretrained weights stop the run before its first step.
+        self.features = build_feature_extractor(opt.feature_net, opt.feature_weights or None).to(device) \
+            if opt.lambda_feature > 0 else None
         self.pool_A = ImagePool(opt.pool_size, seed=opt.seed * 2 + 1)  # fakes of domain B, for D_A
         self.pool_B = ImagePool(opt.pool_size, seed=opt.seed * 2 + 2)
 
@@ -63,30 +89,43 @@ class CycleGAN:
         real_A = batch["A"].to(self.device, non_blocking=True)
         real_B = batch["B"].to(self.device, non_blocking=True)
         fake_B = run_padded(n["G_A"], real_A)
-        rec_A = run_padded(n["G_B"], fake_B)
         fake_A = run_padded(n["G_B"], real_B)
-        rec_B = run_padded(n["G_A"], fake_A)
+        adversarial = o.lambda_GAN > 0
 
         # Generators: discriminators are fixed while the generators learn to fool them.
         set_requires_grad([n["D_A"], n["D_B"]], False)
         optimizers["G"].zero_grad(set_to_none=True)
         losses = {}
-        if o.lambda_identity > 0:
+        if o.lambda_identity > 0 and (o.lambda_A > 0 or o.lambda_B > 0):
             losses["idt_A"] = F.l1_loss(run_padded(n["G_A"], real_B), real_B) * o.lambda_B * o.lambda_identity
             losses["idt_B"] = F.l1_loss(run_padded(n["G_B"], real_A), real_A) * o.lambda_A * o.lambda_identity
-        losses["G_A"] = self.gan_loss(n["D_A"](fake_B), True)
-        losses["G_B"] = self.gan_loss(n["D_B"](fake_A), True)
-        losses["cycle_A"] = F.l1_loss(rec_A, real_A) * o.lambda_A
-        losses["cycle_B"] = F.l1_loss(rec_B, real_B) * o.lambda_B
+        if adversarial:
+            losses["G_A"] = self.gan_loss(n["D_A"](fake_B), True) * o.lambda_GAN
+            losses["G_B"] = self.gan_loss(n["D_B"](fake_A), True) * o.lambda_GAN
+        if o.lambda_A > 0:  # forward cycle A -> B -> A
+            losses["cycle_A"] = F.l1_loss(run_padded(n["G_B"], fake_B), real_A) * o.lambda_A
+        if o.lambda_B > 0:  # backward cycle B -> A -> B
+            losses["cycle_B"] = F.l1_loss(run_padded(n["G_A"], fake_A), real_B) * o.lambda_B
+        if o.lambda_pixel > 0:
+            losses["pixel_A"] = F.l1_loss(fake_B, real_A) * o.lambda_pixel
+            losses["pixel_B"] = F.l1_loss(fake_A, real_B) * o.lambda_pixel
+        if self.features is not None:
+            f = self.features
+            losses["feature_A"] = F.l1_loss(f(fake_B), f(real_A)) * o.lambda_feature
+            losses["feature_B"] = F.l1_loss(f(fake_A), f(real_B)) * o.lambda_feature
+        if not losses:
+            raise ConfigError("every loss weight is 0: nothing to train (check --lambda_GAN, --lambda_A, "
+                              "--lambda_B, --lambda_pixel, --lambda_feature)")
         sum(losses.values()).backward()
         optimizers["G"].step()
 
-        set_requires_grad([n["D_A"], n["D_B"]], True)
-        optimizers["D"].zero_grad(set_to_none=True)
-        losses["D_A"] = self._discriminator_loss(n["D_A"], real_B, self.pool_A.query(fake_B))
-        losses["D_B"] = self._discriminator_loss(n["D_B"], real_A, self.pool_B.query(fake_A))
-        (losses["D_A"] + losses["D_B"]).backward()
-        optimizers["D"].step()
+        if adversarial:  # without an adversarial term the discriminators play no part
+            set_requires_grad([n["D_A"], n["D_B"]], True)
+            optimizers["D"].zero_grad(set_to_none=True)
+            losses["D_A"] = self._discriminator_loss(n["D_A"], real_B, self.pool_A.query(fake_B))
+            losses["D_B"] = self._discriminator_loss(n["D_B"], real_A, self.pool_B.query(fake_A))
+            (losses["D_A"] + losses["D_B"]).backward()
+            optimizers["D"].step()
         return {k: float(v.detach()) for k, v in losses.items()}
 
     @torch.no_grad()

@@ -11,13 +11,14 @@ from ..config import Options
 from ..data.color import network_lab_to_rgb, rgb_to_network_lab
 from ..losses import GANLoss, gradient_penalty
 from ..nets import define_D, define_G, run_padded
-from .cyclegan import set_requires_grad
+from .cyclegan import check_training_size, set_requires_grad
 
 
 class Pix2Pix:
     generator_names = ("G",)
 
     def __init__(self, opt: Options, device: torch.device):
+        check_training_size(opt)
         self.opt = opt
         self.device = device
         self.nets = nn.ModuleDict({

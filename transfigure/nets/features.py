@@ -1,0 +1,110 @@
+"""Frozen feature networks from torchvision (ImageNet weights), cut at a named
+layer: the 'feature loss + GAN' baseline of the CycleGAN paper and content
+losses use them.
+
+A spec is `model:layer`: VGG layers by their paper names (`relu3_3`,
+`conv4_4`, ...), ResNet layers by module (`layer1` ... `layer4`). Weights come
+from `--feature_weights PATH`, else from torchvision's weights API (its cache
+in $TORCH_HOME/hub/checkpoints, downloading when online).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class FeatureWeightsError(ValueError):
+    """The pretrained weights of a feature network are missing or unusable."""
+
+
+def _vgg_layer_index(features: nn.Sequential, layer: str) -> int:
+    """Index in `features` of e.g. relu3_3: block 3 (after two poolings), third conv."""
+    block, conv = 1, 0
+    for i, module in enumerate(features):
+        if isinstance(module, nn.MaxPool2d):
+            block, conv = block + 1, 0
+        elif isinstance(module, nn.Conv2d):
+            conv += 1
+            if layer == f"conv{block}_{conv}":
+                return i
+        elif isinstance(module, nn.ReLU) and layer == f"relu{block}_{conv}":
+            return i
+    raise FeatureWeightsError(f"no layer {layer!r} in this VGG (use names like relu3_3 or conv4_4)")
+
+
+def _truncate(model_name: str, model: nn.Module, layer: str) -> nn.Module:
+    if model_name.startswith("vgg"):
+        end = _vgg_layer_index(model.features, layer)
+        return nn.Sequential(*list(model.features.children())[:end + 1])
+    if model_name.startswith("resnet") or model_name.startswith("resnext") or model_name.startswith("wide_resnet"):
+        order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+        if layer not in order[4:]:
+            raise FeatureWeightsError(f"no layer {layer!r} in {model_name} (use layer1 ... layer4)")
+        return nn.Sequential(*[getattr(model, name) for name in order[:order.index(layer) + 1]])
+    raise FeatureWeightsError(f"feature network {model_name!r}: only torchvision VGG and ResNet models are supported")
+
+
+def _pretrained_state_dict(model_name: str, weights_path: str | None) -> dict:
+    if weights_path:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FeatureWeightsError(f"feature network weights {path}: no such file")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise FeatureWeightsError(f"feature network weights {path}: unreadable ({type(e).__name__}: {e})") from e
+    weights = torchvision.models.get_model_weights(model_name).DEFAULT
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except Exception as e:  # offline: URLError; partial file: hash mismatch
+        filename = os.path.basename(weights.url)
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise FeatureWeightsError(
+            f"the ImageNet weights of {model_name} ({filename}) are not in the cache and could not be downloaded "
+            f"from {weights.url} ({type(e).__name__}). Either pass the file with --feature_weights PATH, or put "
+            f"it in {cache}/ (torchvision's cache; $TORCH_HOME moves it).") from e
+
+
+class FeatureExtractor(nn.Module):
+    """Images in [-1, 1] -> features, normalized as the ImageNet weights expect.
+    Frozen and always in eval mode."""
+
+    def __init__(self, body: nn.Module, spec: str):
+        super().__init__()
+        self.body = body
+        self.spec = spec
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # batch norm statistics of the pretrained net must never move
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.body(((x + 1) / 2 - self.mean) / self.std)
+
+
+def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | None = None) -> FeatureExtractor:
+    model_name, _, layer = spec.partition(":")
+    if not layer:
+        raise FeatureWeightsError(f"--feature_net {spec!r}: expected model:layer, e.g. vgg16:relu3_3")
+    try:
+        model = torchvision.models.get_model(model_name, weights=None)
+    except ValueError:
+        raise FeatureWeightsError(f"--feature_net {spec!r}: torchvision has no model {model_name!r}") from None
+    body = _truncate(model_name, model, layer)  # checks the layer name before any download
+    try:
+        model.load_state_dict(_pretrained_state_dict(model_name, weights_path))
+    except RuntimeError as e:
+        raise FeatureWeightsError(f"weights for --feature_net {spec!r} do not fit {model_name}: {e}") from e
+    return FeatureExtractor(body, spec)
