@@ -108,3 +108,36 @@ def test_refuses_other_parameters_reuses_same(tmp_path):
     (out / "testB" / "00000.png").unlink()                   # an interrupted run is completed
     summary = make_labels2photo(out, size=SIZE, n_train=2, n_test=1, progress=False)
     assert not summary["reused"] and (out / "testB" / "00000.png").is_file()
+
+
+def test_photo2cartoon_pairs_only_in_test(tmp_path):
+    from transfigure.data.synthetic import cartoon_of_scene, make_photo2cartoon, render_scene
+
+    a = make_photo2cartoon(tmp_path / "a", size=32, n_train=3, n_test=2, seed=5, progress=False)
+    b = make_photo2cartoon(tmp_path / "b", size=32, n_train=3, n_test=2, seed=5, progress=False)
+    for d in ("trainA", "trainB", "testA", "testB"):
+        for name in ("00000.png", "00001.png"):
+            assert (tmp_path / "a" / d / name).read_bytes() == (tmp_path / "b" / d / name).read_bytes()
+    assert not (tmp_path / "a" / "train").exists()  # unpaired task: no aligned layout
+    cls, inst, photo = render_scene(32, 5, "test", 1)
+    expected = cartoon_of_scene(cls, inst, photo)
+    assert np.array_equal(np.array(Image.open(tmp_path / "a" / "testB" / "00001.png")), expected)
+    assert np.array_equal(np.array(Image.open(tmp_path / "a" / "testA" / "00001.png")), photo)
+    # Training cartoons show other scenes than the training photos.
+    cls, inst, photo = render_scene(32, 5, "train", 0)
+    assert not np.array_equal(np.array(Image.open(tmp_path / "a" / "trainB" / "00000.png")),
+                              cartoon_of_scene(cls, inst, photo))
+    assert a["reused"] is False and make_photo2cartoon(tmp_path / "a", size=32, n_train=3, n_test=2, seed=5,
+                                                       progress=False)["reused"] is True
+
+
+def test_cartoon_is_flat_with_outlines():
+    from transfigure.data.synthetic import OUTLINE, cartoon_of_scene, render_scene
+
+    cls, inst, photo = render_scene(64, 0, "test", 0)
+    cartoon = cartoon_of_scene(cls, inst, photo)
+    colors = np.unique(cartoon.reshape(-1, 3), axis=0)
+    assert len(colors) <= len(np.unique(cls.astype(np.int64) * 100_000 + inst)) + 1  # one per object + outline
+    assert len(np.unique(photo.reshape(-1, 3), axis=0)) > 10 * len(colors)
+    outline = np.all(cartoon == OUTLINE.astype(np.uint8), -1)
+    assert 0.02 < outline.mean() < 0.4

@@ -64,6 +64,13 @@ def _car_color(rng):
 
 def make_pair(size=64, seed=0, split="train", index=0):
     """Render one pair: (label RGB uint8 HxWx3, photo RGB uint8 HxWx3, class map uint8 HxW)."""
+    cls, _, photo = render_scene(size, seed, split, index)
+    return PALETTE[cls], photo, cls
+
+
+def render_scene(size=64, seed=0, split="train", index=0):
+    """One street scene: (class map uint8 HxW, instance ids int32 HxW, photo uint8 HxWx3).
+    Instance ids are unique within a class (sky and the first shape both use 0)."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
     S = size
     y, x = (np.mgrid[0:S, 0:S].astype(np.float32) + 0.5) / S   # pixel centers in [0, 1]
@@ -181,37 +188,30 @@ def make_pair(size=64, seed=0, split="train", index=0):
     ramp = 1 + rng.uniform(-0.2, 0.2) * (x - 0.5) + rng.uniform(-0.15, 0.15) * (y - 0.5)
     photo = photo * light * ramp[..., None] + rng.uniform(2, 6) * rng.standard_normal((S, S, 3))
     photo = np.clip(np.rint(photo), 0, 255).astype(np.uint8)
-    return PALETTE[cls], photo, cls
+    return cls, inst, photo
 
 
-def _params(size, n_train, n_test, seed):
-    return {"task": TASK, "version": VERSION, "size": size, "seed": seed,
+def _params(task, size, n_train, n_test, seed):
+    return {"task": task, "version": VERSION, "size": size, "seed": seed,
             "n_train": n_train, "n_test": n_test}
 
 
-def _expected(n_train, n_test):
-    """{folder: [file names]} for both layouts."""
+def _expected(n_train, n_test, aligned=True):
+    """{folder: [file names]}: the unaligned layout, and the aligned one when asked."""
     names = {s: [f"{i:05d}.png" for i in range(n)] for s, n in (("train", n_train), ("test", n_test))}
-    return {f"{s}{ab}": names[s] for s in names for ab in ("A", "B", "")}
+    return {f"{s}{ab}": names[s] for s in names for ab in ("A", "B") + (("",) if aligned else ())}
 
 
-def make_labels2photo(out_dir, size=64, n_train=1000, n_test=100, seed=0, progress=True) -> dict:
-    """Write the labels<->photo dataset into out_dir and return a summary.
-
-    Layouts: unaligned trainA/ trainB/ testA/ testB/ (A = label maps, B = photos,
-    one file name per pair) and aligned train/ test/ (A|B side by side, width
-    2*size), plus palette.json. PNG only: label maps must stay flat colors.
-
-    An out_dir that is non-empty and not a synthetic dataset made with the same
-    parameters is refused (FileExistsError); nothing is ever deleted. With the
-    same parameters an existing complete dataset is reused as is (summary
-    "reused": True); an incomplete one (interrupted run) is written again.
-    """
+def _write_dataset(out_dir, task, size, n_train, n_test, seed, meta, write_pair, aligned, progress) -> dict:
+    """Shared by the synthetic tasks: refuse foreign folders, reuse a complete
+    dataset made with the same parameters, write palette.json first (so an
+    interrupted run is recognised and redone), then every pair in parallel.
+    `write_pair(out, params, split, index)` writes one pair's files."""
     if size < 8 or n_train < 0 or n_test < 0:
         raise ValueError(f"need size >= 8 and counts >= 0, got size={size}, n_train={n_train}, n_test={n_test}")
     out = Path(out_dir)
-    params = _params(int(size), int(n_train), int(n_test), int(seed))
-    expected = _expected(params["n_train"], params["n_test"])
+    params = _params(task, int(size), int(n_train), int(n_test), int(seed))
+    expected = _expected(params["n_train"], params["n_test"], aligned)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()):
@@ -227,46 +227,101 @@ def make_labels2photo(out_dir, size=64, n_train=1000, n_test=100, seed=0, progre
             raise FileExistsError(f"{out} holds a synthetic dataset with other parameters ({diff}); {hint}")
         if all(set(files) <= set(os.listdir(out / d)) if (out / d).is_dir() else False
                for d, files in expected.items()):
-            return _summary(out, params, reused=True)
+            return _summary(out, params, expected, reused=True)
 
     for d in expected:
         (out / d).mkdir(parents=True, exist_ok=True)
-    # palette.json goes first: an interrupted run is then recognised and redone.
-    meta = {"classes": [{"name": n, "color": c.tolist()} for n, c in zip(CLASSES, PALETTE)],
-            "A": "labels", "B": "photos", **params}
-    (out / PALETTE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-
-    def write(job):
-        split, i = job
-        labels, photo, _ = make_pair(params["size"], params["seed"], split, i)
-        name = f"{i:05d}.png"
-        Image.fromarray(labels).save(out / f"{split}A" / name)
-        Image.fromarray(photo).save(out / f"{split}B" / name)
-        Image.fromarray(np.concatenate([labels, photo], axis=1)).save(out / split / name)
+    (out / PALETTE_FILE).write_text(json.dumps({**meta, **params}, indent=2) + "\n")
 
     jobs = [(s, i) for s, n in (("train", params["n_train"]), ("test", params["n_test"])) for i in range(n)]
     bar = None
     if progress:
         try:
             from tqdm import tqdm
-            bar = tqdm(total=len(jobs), desc=f"synthetic {TASK}", unit="pair")
+            bar = tqdm(total=len(jobs), desc=f"synthetic {task}", unit="pair")
         except ImportError:
             pass
     # Threads overlap PNG encoding and file creation (both release the GIL); every
     # pair has its own generator and files, so the output does not depend on order.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for _ in pool.map(write, jobs):
+        for _ in pool.map(lambda job: write_pair(out, params, *job), jobs):
             if bar is not None:
                 bar.update()
     if bar is not None:
         bar.close()
-    return _summary(out, params, reused=False)
+    return _summary(out, params, expected, reused=False)
 
 
-def _summary(out, params, reused):
-    dirs = ("trainA", "trainB", "testA", "testB", "train", "test")
+def make_labels2photo(out_dir, size=64, n_train=1000, n_test=100, seed=0, progress=True) -> dict:
+    """Write the labels<->photo dataset into out_dir and return a summary.
+
+    Layouts: unaligned trainA/ trainB/ testA/ testB/ (A = label maps, B = photos,
+    one file name per pair) and aligned train/ test/ (A|B side by side, width
+    2*size), plus palette.json. PNG only: label maps must stay flat colors.
+
+    An out_dir that is non-empty and not a synthetic dataset made with the same
+    parameters is refused (FileExistsError); nothing is ever deleted. With the
+    same parameters an existing complete dataset is reused as is (summary
+    "reused": True); an incomplete one (interrupted run) is written again.
+    """
+    def write_pair(out, params, split, i):
+        labels, photo, _ = make_pair(params["size"], params["seed"], split, i)
+        name = f"{i:05d}.png"
+        Image.fromarray(labels).save(out / f"{split}A" / name)
+        Image.fromarray(photo).save(out / f"{split}B" / name)
+        Image.fromarray(np.concatenate([labels, photo], axis=1)).save(out / split / name)
+
+    meta = {"classes": [{"name": n, "color": c.tolist()} for n, c in zip(CLASSES, PALETTE)],
+            "A": "labels", "B": "photos"}
+    return _write_dataset(out_dir, TASK, size, n_train, n_test, seed, meta, write_pair, True, progress)
+
+
+OUTLINE = np.array([28, 24, 32], np.float32)
+
+
+def cartoon_of_scene(cls: np.ndarray, inst: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """The cartoon a scene's photo should become: every object in one flat,
+    brighter and more saturated color (the mean of its photo pixels), with dark
+    outlines where objects meet. No texture, shading or noise."""
+    key = cls.astype(np.int64) * 100_000 + inst
+    ids, index = np.unique(key, return_inverse=True)
+    index = index.reshape(key.shape)
+    counts = np.bincount(index.ravel(), minlength=len(ids))[:, None]
+    means = np.stack([np.bincount(index.ravel(), photo[..., c].ravel().astype(np.float64), len(ids))
+                      for c in range(3)], 1) / counts
+    grey = means.mean(1, keepdims=True)
+    flat = np.clip((grey + 1.5 * (means - grey)) * 1.1 + 8, 0, 255)  # cartoon palette: saturated, bright
+    cartoon = flat[index]
+    boundary = np.zeros(key.shape, bool)
+    boundary[:, 1:] |= key[:, 1:] != key[:, :-1]
+    boundary[1:, :] |= key[1:, :] != key[:-1, :]
+    cartoon[boundary] = OUTLINE
+    return np.rint(cartoon).astype(np.uint8)
+
+
+def make_photo2cartoon(out_dir, size=64, n_train=1000, n_test=100, seed=0, progress=True) -> dict:
+    """Write the photo -> cartoon task: trainA/ photos and trainB/ cartoons of
+    OTHER scenes (unpaired, as real cartoon data is), testA/ photos and testB/
+    their ground-truth cartoons (same file name) to measure outputs against.
+    Same refusal/reuse rules as make_labels2photo."""
+    def write_pair(out, params, split, i):
+        name = f"{i:05d}.png"
+        cls, inst, photo = render_scene(params["size"], params["seed"], split, i)
+        Image.fromarray(photo).save(out / f"{split}A" / name)
+        if split == "train":  # a different scene, so no training photo has its cartoon
+            cls, inst, photo = render_scene(params["size"], params["seed"], split, CARTOON_SCENE_OFFSET + i)
+        Image.fromarray(cartoon_of_scene(cls, inst, photo)).save(out / f"{split}B" / name)
+
+    return _write_dataset(out_dir, "photo2cartoon", size, n_train, n_test, seed,
+                          {"A": "photos", "B": "cartoons"}, write_pair, False, progress)
+
+
+CARTOON_SCENE_OFFSET = 10_000_000
+
+
+def _summary(out, params, expected, reused):
     return {**params, "out_dir": str(out), "classes": list(CLASSES), "reused": reused,
-            "palette": str(out / PALETTE_FILE), "paths": {d: str(out / d) for d in dirs}}
+            "palette": str(out / PALETTE_FILE), "paths": {d: str(out / d) for d in expected}}
 
 
 def load_palette(path_or_dataset_dir) -> tuple[list[str], np.ndarray]:
