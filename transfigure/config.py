@@ -31,7 +31,8 @@ class Options:
     name: str = opt("experiment", "run name: checkpoints go to CHECKPOINTS_DIR/NAME", group="run")
     model: str = opt("cycle_gan", "method to train: cycle_gan (unpaired), pix2pix (aligned pairs), colorization "
                      "(pix2pix from L to ab in Lab); pix2pix and colorization change other defaults as the "
-                     "official code does", choices=["cycle_gan", "pix2pix", "colorization"], group="run")
+                     "official code does; cartoongan: CartoonGAN (photos in trainA, cartoons in trainB)",
+                     choices=["cycle_gan", "pix2pix", "colorization", "cartoongan"], group="run")
     checkpoints_dir: str = opt("checkpoints", "where runs are stored", group="run")
     seed: int = opt(0, "random seed for weights, data order and augmentation", group="run")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-identical resume on CPU)", group="run")
@@ -47,12 +48,15 @@ class Options:
     netG: str = opt("resnet_9blocks", "generator: resnet_9blocks, resnet_6blocks (any resnet_<N>blocks), "
                     "unet_128, unet_256", group="networks")
     netD: str = opt("basic", "discriminator: basic = 70x70 PatchGAN, n_layers uses --n_layers_D, pixel = 1x1",
-                    choices=["basic", "n_layers", "pixel"], group="networks")
+                    choices=["basic", "n_layers", "pixel", "cartoongan"], group="networks")
     n_layers_D: int = opt(3, "discriminator conv layers when --netD n_layers", group="networks")
     norm: str = opt("instance", "normalization layer", choices=["instance", "batch", "none"], group="networks")
     init_type: str = opt("normal", "weight initialization",
                          choices=["normal", "xavier", "kaiming", "orthogonal"], group="networks")
     init_gain: float = opt(0.02, "scale for normal/xavier/orthogonal init", group="networks")
+    activation: str = opt("relu", "generator activation of the CartoonGAN generator (improved variant: leaky_relu)",
+                          choices=["relu", "leaky_relu"], group="networks")
+    activation_slope: float = opt(0.01, "negative slope for --activation leaky_relu", group="networks")
     no_dropout: bool = opt(True, "no dropout in the generator (CycleGAN default)", group="networks")
     # --- data --------------------------------------------------------------
     dataset_mode: str = opt("unaligned", "dataset layout",
@@ -98,6 +102,16 @@ class Options:
                            "ImageNet weights (e.g. vgg16:relu3_3, vgg19:relu4_4, resnet50:layer2)", group="training")
     feature_weights: str = opt("", "local weights file for --feature_net (else torchvision's cache/download)",
                                group="training")
+    lambda_content: float = opt(10.0, "weight of the content loss (cartoongan): L1 between --content_net features "
+                                "of the photo and of its cartoon", group="training")
+    content_net: str = opt("vgg19:conv4_4", "content network model:layer, a torchvision model with ImageNet weights "
+                           "(paper: vgg19:conv4_4; improved variant: resnet101:layer2)", group="training")
+    content_weights: str = opt("", "local weights file for --content_net (else torchvision's cache/download)",
+                               group="training")
+    init_epochs: int = opt(0, "initialization phase: epochs of content loss only, before adversarial training "
+                           "(cartoongan default 10; also on cycle_gan)", group="training")
+    edge_smoothing: bool = opt(False, "cycle_gan: edge-smoothed B images as extra fakes for the B-domain "
+                               "discriminator (CartoonGAN's edge-promoting loss)", group="training")
     lambda_L1: float = opt(100.0, "weight of the L1 loss to the target (pix2pix)", group="training")
     # --- checkpoints and logging -------------------------------------------
     continue_train: bool = opt(False, "resume from the run's checkpoint (see --epoch)", group="checkpoints")
@@ -112,7 +126,7 @@ class Options:
     # Options that define what a checkpoint contains: resuming with other
     # values would load weights into the wrong shapes or a different method.
     ARCHITECTURE_KEYS = ("model", "input_nc", "output_nc", "ngf", "ndf", "netG", "netD", "n_layers_D",
-                         "norm", "no_dropout", "gan_mode", "direction")
+                         "norm", "no_dropout", "gan_mode", "direction", "activation", "activation_slope")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -136,7 +150,11 @@ def resolve_preset_path(name_or_path: str) -> Path:
 # What the official code's modify_commandline_options changes per model.
 _PIX2PIX_DEFAULTS = {"norm": "batch", "netG": "unet_256", "dataset_mode": "aligned", "gan_mode": "vanilla",
                      "pool_size": 0, "no_dropout": False, "lambda_identity": 0.0}
+_CARTOONGAN_DEFAULTS = {"netG": "cartoongan", "netD": "cartoongan", "norm": "batch", "gan_mode": "vanilla",
+                        "ndf": 32, "pool_size": 0, "lambda_identity": 0.0, "init_epochs": 10,
+                        "dataset_mode": "unaligned"}
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cartoongan": _CARTOONGAN_DEFAULTS,
     "cycle_gan": {},
     "pix2pix": _PIX2PIX_DEFAULTS,
     "colorization": {**_PIX2PIX_DEFAULTS, "dataset_mode": "colorization", "input_nc": 1, "output_nc": 2},
@@ -207,8 +225,12 @@ def validate(o: Options) -> None:
                           "crop a region no larger than the loaded image")
     if o.n_epochs + o.n_epochs_decay <= 0:
         raise ConfigError("--n_epochs plus --n_epochs_decay must be at least 1")
-    if o.pool_size < 0 or o.num_threads < 0 or o.max_dataset_size < 0 or o.max_iters < 0:
-        raise ConfigError("--pool_size, --num_threads, --max_dataset_size and --max_iters cannot be negative")
+    if o.init_epochs >= o.n_epochs + o.n_epochs_decay:
+        raise ConfigError(f"--init_epochs {o.init_epochs} leaves no adversarial epochs out of "
+                          f"{o.n_epochs + o.n_epochs_decay}; lower it or raise --n_epochs")
+    if o.pool_size < 0 or o.num_threads < 0 or o.max_dataset_size < 0 or o.max_iters < 0 or o.init_epochs < 0:
+        raise ConfigError("--pool_size, --num_threads, --max_dataset_size, --max_iters and --init_epochs cannot be "
+                          "negative")
     if (o.input_nc, o.output_nc) != (1, 2) and o.model == "colorization":
         raise ConfigError("--model colorization maps L to ab: it needs --input_nc 1 --output_nc 2")
     if 2 in (o.input_nc, o.output_nc) and o.model != "colorization":

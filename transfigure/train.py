@@ -240,6 +240,8 @@ class Trainer:
         status = "finished"
         with _StopRequest() as stop, open(self.log_path, "a") as log:
             while self.epoch <= last_epoch:
+                if hasattr(self.method, "set_epoch"):  # e.g. CartoonGAN's initialization phase
+                    self.method.set_epoch(self.epoch)
                 loader = self._loader()
                 g_losses, window = [], []
                 bar = tqdm(loader, total=len(loader), disable=not self.progress, leave=False, mininterval=0.5,

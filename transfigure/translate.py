@@ -15,8 +15,9 @@ from .data.images import IMG_EXTENSIONS, image_to_tensor, list_images, load_imag
 from .methods.pix2pix import ColorizationNet
 from .nets import define_G, load_official_state_dict, run_padded
 
-GENERATOR_OPTION_KEYS = ("model", "input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout")
-SINGLE_GENERATOR_MODELS = ("pix2pix", "colorization")
+GENERATOR_OPTION_KEYS = ("model", "input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout", "activation",
+                         "activation_slope")
+SINGLE_GENERATOR_MODELS = ("pix2pix", "colorization", "cartoongan")
 
 
 def generator_for(saved: dict, direction: str | None) -> str:
@@ -43,7 +44,8 @@ class LoadedGenerator:
 def _build(opt: Options, net_name: str, state_dict: dict, source: str) -> LoadedGenerator:
     # The dataset gives G_A (and pix2pix's G) inputs of input_nc channels whatever the direction.
     in_nc, out_nc = (opt.output_nc, opt.input_nc) if net_name == "G_B" else (opt.input_nc, opt.output_nc)
-    net = define_G(in_nc, out_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout)
+    net = define_G(in_nc, out_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout,
+                   activation=opt.activation, negative_slope=opt.activation_slope)
     try:
         load_official_state_dict(net, state_dict)
     except ValueError as e:

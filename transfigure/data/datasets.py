@@ -75,7 +75,26 @@ class UnalignedDataset(FolderDataset):
         expected = f"expected {root / (phase + 'A')} and {root / (phase + 'B')} with images ({_EXTS})"
         src, dst = ("A", "B") if opt.direction == "AtoB" else ("B", "A")
         self.A_paths = self._images(root / f"{phase}{src}", expected, lambda p: load_image(p, opt.input_nc))
-        self.B_paths = self._images(root / f"{phase}{dst}", expected, lambda p: load_image(p, opt.output_nc))
+        self.B_dir = root / f"{phase}{dst}"
+        self.B_paths = self._images(self.B_dir, expected, lambda p: load_image(p, opt.output_nc))
+        # CartoonGAN's edge-promoting loss also needs each B image with its edges smoothed:
+        # from DATAROOT/{phase}B_smooth when it exists, else computed once and cached.
+        self.smooth_dir, self.smooth_cache = None, None
+        if opt.model == "cartoongan" or opt.edge_smoothing:
+            if (root / f"{phase}{dst}_smooth").is_dir():
+                self.smooth_dir = root / f"{phase}{dst}_smooth"
+            else:
+                from .edges import SmoothedCache
+                self.smooth_cache = SmoothedCache(root / ".transfigure_cache" / f"{phase}{dst}_smooth")
+
+    def _smoothed(self, b_path: Path) -> Image.Image:
+        if self.smooth_cache is not None:
+            return self.smooth_cache.get(b_path).convert("RGB" if self.opt.output_nc == 3 else "L")
+        path = (self.smooth_dir / b_path.relative_to(self.B_dir)).with_suffix(".png")
+        if not path.is_file():
+            raise ImageLoadError(path, f"the edge-smoothed version of {b_path.name} is missing; run "
+                                       f"`transfigure data smooth-edges --src {self.B_dir} --out {self.smooth_dir}`")
+        return load_image(path, self.opt.output_nc)
 
     def __len__(self) -> int:
         return max(len(self.A_paths), len(self.B_paths))
@@ -87,8 +106,14 @@ class UnalignedDataset(FolderDataset):
         b_index = index if self.opt.serial_batches else rng.randrange(len(self.B_paths))
         b_path = self.B_paths[b_index % len(self.B_paths)]
         A = transform(load_image(a_path, self.opt.input_nc), self.opt, rng)
-        B = transform(load_image(b_path, self.opt.output_nc), self.opt, rng)
-        return {"A": A, "B": B, "A_paths": str(a_path), "B_paths": str(b_path)}
+        if self.smooth_dir is None and self.smooth_cache is None:
+            B = transform(load_image(b_path, self.opt.output_nc), self.opt, rng)
+            return {"A": A, "B": B, "A_paths": str(a_path), "B_paths": str(b_path)}
+        b_image = load_image(b_path, self.opt.output_nc)
+        params = get_params(self.opt, b_image.size, rng)  # the smoothed copy gets the same crop and flip
+        return {"A": A, "B": apply_transform(b_image, self.opt, params),
+                "B_smooth": apply_transform(self._smoothed(b_path), self.opt, params),
+                "A_paths": str(a_path), "B_paths": str(b_path)}
 
 
 def split_pair(path: Path) -> tuple[Image.Image, Image.Image]:

@@ -5,10 +5,11 @@ optimizers, schedules, devices, checkpoints and logging.
 """
 from __future__ import annotations
 
+from .cartoongan import CartoonGAN
 from .cyclegan import CycleGAN
 from .pix2pix import Colorization, Pix2Pix
 
-METHODS = {"cycle_gan": CycleGAN, "pix2pix": Pix2Pix, "colorization": Colorization}
+METHODS = {"cycle_gan": CycleGAN, "pix2pix": Pix2Pix, "colorization": Colorization, "cartoongan": CartoonGAN}
 
 
 def create_method(opt, device):

@@ -9,23 +9,33 @@ from torch import nn
 
 from .common import (clean_official_state_dict, describe_state_dict, get_norm_layer, init_weights,
                      load_official_state_dict, run_padded, size_multiple)
-from .patchgan import NLayerDiscriminator, PixelDiscriminator
+from .cartoongan import CartoonGANGenerator
+from .patchgan import CartoonGANDiscriminator, NLayerDiscriminator, PixelDiscriminator
 from .resnet import ResnetBlock, ResnetGenerator
 from .unet import UnetGenerator, UnetSkipConnectionBlock
 
 __all__ = ["define_G", "define_D", "init_weights", "get_norm_layer", "size_multiple", "run_padded",
            "clean_official_state_dict", "load_official_state_dict", "describe_state_dict",
            "ResnetGenerator", "ResnetBlock", "UnetGenerator", "UnetSkipConnectionBlock",
-           "NLayerDiscriminator", "PixelDiscriminator", "GENERATOR_NAMES", "DISCRIMINATOR_NAMES"]
+           "NLayerDiscriminator", "PixelDiscriminator", "CartoonGANGenerator", "CartoonGANDiscriminator",
+           "GENERATOR_NAMES", "DISCRIMINATOR_NAMES"]
 
-GENERATOR_NAMES = "resnet_9blocks, resnet_6blocks, resnet_<N>blocks (N >= 1), unet_32, unet_64, unet_128, unet_256"
-DISCRIMINATOR_NAMES = "basic, n_layers, pixel"
+GENERATOR_NAMES = ("resnet_9blocks, resnet_6blocks, resnet_<N>blocks (N >= 1), unet_32, unet_64, unet_128, "
+                   "unet_256, cartoongan (8 blocks), cartoongan_<N>blocks")
+DISCRIMINATOR_NAMES = "basic, n_layers, pixel, cartoongan"
 
 
 def define_G(input_nc, output_nc, ngf=64, netG="resnet_9blocks", norm="instance", use_dropout=False,
-             init_type="normal", init_gain=0.02) -> nn.Module:
+             init_type="normal", init_gain=0.02, activation="relu", negative_slope=0.01) -> nn.Module:
     """A generator by its official name, initialised as upstream does. unet_<S> has
-    log2(S) downsamplings (S a power of two >= 32): unet_256 = 8, unet_128 = 7."""
+    log2(S) downsamplings (S a power of two >= 32): unet_256 = 8, unet_128 = 7.
+    cartoongan[_<N>blocks] is CartoonGAN's generator in the published layout;
+    `activation` and `negative_slope` apply to it only."""
+    if m := re.fullmatch(r"cartoongan(?:_(\d+)blocks)?", netG):
+        if norm not in ("batch", "instance"):
+            raise ValueError(f"--norm {norm!r}: the CartoonGAN generator takes batch (paper) or instance")
+        net = CartoonGANGenerator(input_nc, output_nc, ngf, int(m.group(1) or 8), norm, activation, negative_slope)
+        return init_weights(net, init_type, init_gain)
     norm_layer = get_norm_layer(norm)
     if m := re.fullmatch(r"resnet_(\d+)blocks", netG):
         if int(m.group(1)) < 1:
@@ -51,6 +61,8 @@ def define_D(input_nc, ndf=64, netD="basic", n_layers_D=3, norm="instance", init
         net = NLayerDiscriminator(input_nc, ndf, n, norm_layer)
     elif netD == "pixel":
         net = PixelDiscriminator(input_nc, ndf, norm_layer)
+    elif netD == "cartoongan":
+        net = CartoonGANDiscriminator(input_nc, ndf, norm_layer)
     else:
         raise ValueError(f"unknown discriminator {netD!r}; valid: {DISCRIMINATOR_NAMES}")
     return init_weights(net, init_type, init_gain)

@@ -45,3 +45,28 @@ class PixelDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class CartoonGANDiscriminator(nn.Module):
+    """CartoonGAN's patch discriminator (Chen et al. 2018): k3n32s1, LReLU;
+    k3n64s2, LReLU; k3n128s1, norm, LReLU; k3n128s2, LReLU; k3n256s1, norm,
+    LReLU; k3n256s1, norm, LReLU; k3n1s1. `ndf` scales every width (paper: 32)."""
+
+    def __init__(self, input_nc: int = 3, ndf: int = 32, norm_layer=nn.BatchNorm2d, negative_slope: float = 0.2):
+        super().__init__()
+        bias = uses_bias(norm_layer)
+
+        def lrelu():
+            return nn.LeakyReLU(negative_slope, True)
+
+        self.model = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, 3, 1, 1), lrelu(),
+            nn.Conv2d(ndf, ndf * 2, 3, 2, 1), lrelu(),
+            nn.Conv2d(ndf * 2, ndf * 4, 3, 1, 1, bias=bias), norm_layer(ndf * 4), lrelu(),
+            nn.Conv2d(ndf * 4, ndf * 4, 3, 2, 1), lrelu(),
+            nn.Conv2d(ndf * 4, ndf * 8, 3, 1, 1, bias=bias), norm_layer(ndf * 8), lrelu(),
+            nn.Conv2d(ndf * 8, ndf * 8, 3, 1, 1, bias=bias), norm_layer(ndf * 8), lrelu(),
+            nn.Conv2d(ndf * 8, 1, 3, 1, 1))
+
+    def forward(self, x):
+        return self.model(x)

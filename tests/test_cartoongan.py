@@ -1,0 +1,85 @@
+"""CartoonGAN training: the initialization phase, the edge-promoting adversarial loss, content networks."""
+import copy
+
+import pytest
+import torch
+import torchvision
+
+from transfigure.config import make_options
+from transfigure.losses import GANLoss
+from transfigure.methods import create_method
+from transfigure.methods.cartoongan import content_spec
+from transfigure.nets.features import FeatureWeightsError
+
+
+@pytest.fixture(scope="module")
+def content_weights(tmp_path_factory):
+    """Random ResNet-18 weights in a file: the real local-path loading code, no download."""
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return str(path)
+
+
+def cartoongan(content_weights, **overrides):
+    torch.manual_seed(0)
+    opt = make_options({"model": "cartoongan", "netG": "cartoongan_1blocks", "ngf": 4, "ndf": 4,
+                        "content_net": "resnet18:layer1", "content_weights": content_weights, "init_epochs": 1,
+                        "n_epochs": 2, "n_epochs_decay": 0, **overrides})
+    return create_method(opt, torch.device("cpu"))
+
+
+def batch():
+    return {"A": torch.rand(2, 3, 32, 32) * 2 - 1, "B": torch.rand(2, 3, 32, 32) * 2 - 1,
+            "B_smooth": torch.rand(2, 3, 32, 32) * 2 - 1}
+
+
+def optimizers(method):
+    return {k: torch.optim.Adam(p, lr=1e-3) for k, p in method.param_groups().items()}
+
+
+def changed(before, after):
+    return any(not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters()))
+
+
+def test_initialization_phase_trains_content_only(content_weights):
+    method = cartoongan(content_weights)
+    opts = optimizers(method)
+    method.set_epoch(1)
+    before = copy.deepcopy(method.nets)
+    losses = method.train_step(batch(), opts)
+    assert set(losses) == {"content"}
+    assert changed(before["G"], method.nets["G"]) and not changed(before["D"], method.nets["D"])
+
+    method.set_epoch(2)  # after init_epochs: adversarial training, the discriminator learns too
+    before = copy.deepcopy(method.nets)
+    losses = method.train_step(batch(), opts)
+    assert set(losses) == {"G_adv", "content", "D"}
+    assert changed(before["D"], method.nets["D"]) and changed(before["G"], method.nets["G"])
+
+
+def test_edge_smoothed_cartoons_count_as_fake(content_weights):
+    method = cartoongan(content_weights, gan_mode="lsgan")
+    method.set_epoch(2)
+    b = batch()
+    D = copy.deepcopy(method.nets["D"])
+    G = copy.deepcopy(method.nets["G"])
+    losses = method.train_step(b, optimizers(method))
+    gan = GANLoss("lsgan")
+    with torch.no_grad():
+        expected = gan(D(b["B"]), True) + gan(D(b["B_smooth"]), False) + gan(D(G(b["A"])), False)
+    assert losses["D"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_improved_variant_switches(content_weights):
+    method = cartoongan(content_weights, norm="instance", activation="leaky_relu", activation_slope=0.01,
+                        gan_mode="lsgan")
+    G = method.nets["G"]
+    assert isinstance(G.in01_1, torch.nn.InstanceNorm2d) and G.activation == "leaky_relu"
+    assert method.gan_loss.gan_mode == "lsgan"
+    assert content_spec("resnet101_layer2") == "resnet101:layer2"
+    assert content_spec("vgg19:conv4_4") == "vgg19:conv4_4"
+
+
+def test_missing_content_weights_stop_before_training(tmp_path):
+    with pytest.raises(FeatureWeightsError, match="nothere.pth"):
+        cartoongan(str(tmp_path / "nothere.pth"))
