@@ -8,7 +8,6 @@ import torchvision
 from transfigure.config import make_options
 from transfigure.losses import GANLoss
 from transfigure.methods import create_method
-from transfigure.methods.cartoongan import content_spec
 from transfigure.nets.features import FeatureWeightsError
 
 
@@ -76,10 +75,33 @@ def test_improved_variant_switches(content_weights):
     G = method.nets["G"]
     assert isinstance(G.in01_1, torch.nn.InstanceNorm2d) and G.activation == "leaky_relu"
     assert method.gan_loss.gan_mode == "lsgan"
-    assert content_spec("resnet101_layer2") == "resnet101:layer2"
-    assert content_spec("vgg19:conv4_4") == "vgg19:conv4_4"
+    # The spelling of a content network works as well as model:layer.
+    assert cartoongan(content_weights, content_net="resnet18_layer1").content.spec == "resnet18_layer1"
 
 
 def test_missing_content_weights_stop_before_training(tmp_path):
     with pytest.raises(FeatureWeightsError, match="nothere.pth"):
         cartoongan(str(tmp_path / "nothere.pth"))
+
+
+def test_cyclegan_with_init_phase_and_edge_smoothing(content_weights):
+    torch.manual_seed(0)
+    opt = make_options({"netG": "resnet_1blocks", "ngf": 4, "ndf": 4, "pool_size": 0, "lambda_identity": 0.0,
+                        "init_epochs": 1, "n_epochs": 2, "n_epochs_decay": 0, "edge_smoothing": True,
+                        "content_net": "resnet18:layer1", "content_weights": content_weights, "gan_mode": "lsgan"})
+    method = create_method(opt, torch.device("cpu"))
+    opts = optimizers(method)
+    method.set_epoch(1)
+    before = copy.deepcopy(method.nets)
+    losses = method.train_step(batch(), opts)
+    assert set(losses) == {"content_A", "content_B"}
+    assert not changed(before["D_A"], method.nets["D_A"]) and changed(before["G_A"], method.nets["G_A"])
+
+    method.set_epoch(2)
+    b = batch()
+    D_A, G_A = copy.deepcopy(method.nets["D_A"]), copy.deepcopy(method.nets["G_A"])
+    losses = method.train_step(b, opts)
+    gan = GANLoss("lsgan")
+    with torch.no_grad():  # the B-domain discriminator also sees edge-smoothed B images as fake
+        expected = 0.5 * (gan(D_A(b["B"]), True) + gan(D_A(G_A(b["A"])), False) + gan(D_A(b["B_smooth"]), False))
+    assert losses["D_A"] == pytest.approx(expected.item(), rel=1e-5)

@@ -25,19 +25,6 @@ from ..nets.features import build_feature_extractor
 from .cyclegan import check_training_size, set_requires_grad
 
 
-def content_spec(name: str) -> str:
-    """'resnet101_layer2' (the issue's spelling) -> 'resnet101:layer2'; 'model:layer' passes."""
-    if ":" in name:
-        return name
-    model, _, layer = name.partition("_")
-    return f"{model}:{layer}"
-
-
-def build_content_network(opt: Options, device) -> nn.Module:
-    # Built with the method, so missing pretrained weights stop the run before its first step.
-    return build_feature_extractor(content_spec(opt.content_net), opt.content_weights or None).to(device)
-
-
 class CartoonGAN:
     generator_names = ("G",)
 
@@ -52,7 +39,8 @@ class CartoonGAN:
             "D": define_D(opt.output_nc, ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D, norm=opt.norm,
                           init_type=opt.init_type, init_gain=opt.init_gain),
         }).to(device)
-        self.content = build_content_network(opt, device)
+        # Built with the method, so missing pretrained weights stop the run before its first step.
+        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None).to(device)
         self.gan_loss = GANLoss(opt.gan_mode)
         self.epoch = 1
 

@@ -67,8 +67,15 @@ class CycleGAN:
         # Built before training starts, so missing pretrained weights stop the run before its first step.
         self.features = build_feature_extractor(opt.feature_net, opt.feature_weights or None).to(device) \
             if opt.lambda_feature > 0 else None
+        # CartoonGAN's initialization phase, borrowed: generators first learn to keep content.
+        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None).to(device) \
+            if opt.init_epochs > 0 else None
+        self.epoch = opt.epoch_count
         self.pool_A = ImagePool(opt.pool_size, seed=opt.seed * 2 + 1)  # fakes of domain B, for D_A
         self.pool_B = ImagePool(opt.pool_size, seed=opt.seed * 2 + 2)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         n = self.nets
@@ -78,8 +85,10 @@ class CycleGAN:
     def translator(self, direction: str) -> nn.Module:
         return self.nets["G_A" if direction == "AtoB" else "G_B"]
 
-    def _discriminator_loss(self, netD, real, fake):
+    def _discriminator_loss(self, netD, real, fake, smoothed=None):
         loss = 0.5 * (self.gan_loss(netD(real), True) + self.gan_loss(netD(fake.detach()), False))
+        if smoothed is not None:  # --edge_smoothing: blurred-edge real images are fakes too
+            loss = loss + 0.5 * self.gan_loss(netD(smoothed), False)
         if self.opt.gan_mode == "wgangp":
             loss = loss + gradient_penalty(netD, real, fake, weight=self.opt.lambda_gp)
         return loss
@@ -91,6 +100,8 @@ class CycleGAN:
         fake_B = run_padded(n["G_A"], real_A)
         fake_A = run_padded(n["G_B"], real_B)
         adversarial = o.lambda_GAN > 0
+        if self.content is not None and self.epoch - o.epoch_count < o.init_epochs:
+            return self._initialization_step(real_A, real_B, fake_B, fake_A, optimizers["G"])
 
         # Generators: discriminators are fixed while the generators learn to fool them.
         set_requires_grad([n["D_A"], n["D_B"]], False)
@@ -122,11 +133,23 @@ class CycleGAN:
         if adversarial:  # without an adversarial term the discriminators play no part
             set_requires_grad([n["D_A"], n["D_B"]], True)
             optimizers["D"].zero_grad(set_to_none=True)
-            losses["D_A"] = self._discriminator_loss(n["D_A"], real_B, self.pool_A.query(fake_B))
+            smoothed = batch["B_smooth"].to(self.device, non_blocking=True) if o.edge_smoothing else None
+            losses["D_A"] = self._discriminator_loss(n["D_A"], real_B, self.pool_A.query(fake_B), smoothed)
             losses["D_B"] = self._discriminator_loss(n["D_B"], real_A, self.pool_B.query(fake_A))
             (losses["D_A"] + losses["D_B"]).backward()
             optimizers["D"].step()
         return {k: float(v.detach()) for k, v in losses.items()}
+
+    def _initialization_step(self, real_A, real_B, fake_B, fake_A, optimizer) -> dict[str, float]:
+        """Content loss only (--init_epochs): each generator reproduces its input's
+        content features; discriminators do not change."""
+        c, w = self.content, self.opt.lambda_content
+        optimizer.zero_grad(set_to_none=True)
+        losses = {"content_A": F.l1_loss(c(fake_B), c(real_A).detach()) * w,
+                  "content_B": F.l1_loss(c(fake_A), c(real_B).detach()) * w}
+        sum(losses.values()).backward()
+        optimizer.step()
+        return {k: v.item() for k, v in losses.items()}
 
     @torch.no_grad()
     def visuals(self, batch: dict) -> dict[str, torch.Tensor]:

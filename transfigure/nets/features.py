@@ -95,7 +95,8 @@ class FeatureExtractor(nn.Module):
 
 
 def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | None = None) -> FeatureExtractor:
-    model_name, _, layer = spec.partition(":")
+    """`spec` is model:layer; model_layer (e.g. resnet101_layer2) is read the same way."""
+    model_name, _, layer = spec.partition(":") if ":" in spec else spec.partition("_")
     if not layer:
         raise FeatureWeightsError(f"--feature_net {spec!r}: expected model:layer, e.g. vgg16:relu3_3")
     try:
