@@ -105,3 +105,28 @@ def test_cyclegan_with_init_phase_and_edge_smoothing(content_weights):
     with torch.no_grad():  # the B-domain discriminator also sees edge-smoothed B images as fake
         expected = 0.5 * (gan(D_A(b["B"]), True) + gan(D_A(G_A(b["A"])), False) + gan(D_A(b["B_smooth"]), False))
     assert losses["D_A"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_cartoongan_trains_end_to_end_through_the_cli(tmp_path, content_weights):
+    from transfigure.cli import main
+    from transfigure.data.synthetic import make_photo2cartoon
+
+    data = tmp_path / "data"
+    make_photo2cartoon(data, size=32, n_train=3, n_test=2, progress=False)
+    ckpts = tmp_path / "ckpts"
+    for preset, name in (("cartoongan", "paper"), ("cartoongan_improved", "improved")):
+        # Two epochs: the content-only initialization epoch, then one adversarial epoch.
+        assert main(["train", "--config", preset, "--dataroot", str(data), "--name", name, "--checkpoints_dir",
+                     str(ckpts), "--netG", "cartoongan_1blocks", "--ngf", "4", "--ndf", "4", "--batch_size", "2",
+                     "--load_size", "32", "--crop_size", "32", "--init_epochs", "1", "--n_epochs", "2",
+                     "--content_net", "resnet18:layer1", "--content_weights", content_weights,
+                     "--num_threads", "0", "--print_freq", "1", "--no_progress"]) == 0
+        log = (ckpts / name / "loss_log.jsonl").read_text().splitlines()
+        assert '"content"' in log[0] and '"D"' not in log[0] and '"D"' in log[-1]
+        out = tmp_path / f"out_{name}"
+        assert main(["translate", "--name", name, "--checkpoints_dir", str(ckpts), "--input",
+                     str(data / "testA"), "--output", str(out), "--no_progress"]) == 0
+        assert len(list(out.glob("*.png"))) == 2
+    # The edge-smoothed cartoons were computed on the fly once and cached beside the data
+    # (one per cartoon drawn: each photo gets a random cartoon, so some may repeat).
+    assert 1 <= len(list((data / ".transfigure_cache").rglob("*.png"))) <= 3

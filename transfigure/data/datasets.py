@@ -84,8 +84,8 @@ class UnalignedDataset(FolderDataset):
             if (root / f"{phase}{dst}_smooth").is_dir():
                 self.smooth_dir = root / f"{phase}{dst}_smooth"
             else:
-                from .edges import SmoothedCache
-                self.smooth_cache = SmoothedCache(root / ".transfigure_cache" / f"{phase}{dst}_smooth")
+                from .edges import SmoothedCache, default_cache_dir
+                self.smooth_cache = SmoothedCache(default_cache_dir(root))
 
     def _smoothed(self, b_path: Path) -> Image.Image:
         if self.smooth_cache is not None:

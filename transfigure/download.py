@@ -1,0 +1,79 @@
+"""Downloading published weights into a cache, never leaving a bad file behind.
+
+A file appears at its destination only once it arrived whole and matched the
+expected size and checksum: it is streamed to a hidden temporary name in the
+same folder and renamed into place, so an interrupted, truncated or corrupted
+download is never mistaken for a cached one on the next run.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+__all__ = ["DownloadError", "cache_dir", "download"]
+
+
+class DownloadError(RuntimeError):
+    """A failed download; the message names the URL, the reason and what to do instead."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: $TRANSFIGURE_CACHE, else ~/.cache/transfigure."""
+    return Path(os.environ.get("TRANSFIGURE_CACHE") or Path.home() / ".cache" / "transfigure").expanduser()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size: int | None = None,
+             progress: bool = True, hint: str = "", timeout: float = 30.0) -> Path:
+    """Fetch `url` to `dest` (always downloads; callers decide what is cached) and return
+    `dest`. Checks the byte count against the server's Content-Length and `size`, and
+    the content against `sha256`, when given. Raises DownloadError naming the URL, with
+    `hint` (e.g. "offline? pass --weights PATH") appended; `dest` is then left as it was."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def error(reason: str) -> DownloadError:
+        return DownloadError(f"cannot download {url}: {reason}" + (f". {hint}" if hint else ""))
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        digest, received, announced = hashlib.sha256(), 0, None
+        with os.fdopen(fd, "wb") as f:
+            try:
+                request = urllib.request.Request(url, headers={"User-Agent": "transfigure"})
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    length = response.headers.get("Content-Length")
+                    announced = int(length) if length and length.strip().isdigit() else None
+                    with tqdm(total=announced or size, unit="B", unit_scale=True, unit_divisor=1024,
+                              desc=dest.name, disable=not progress, leave=False) as bar:
+                        while chunk := response.read(1 << 20):
+                            f.write(chunk)
+                            digest.update(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+            except urllib.error.HTTPError as e:
+                raise error(f"HTTP {e.code} {e.reason}") from e
+            except urllib.error.URLError as e:  # refused, DNS failure, no route, bad scheme
+                raise error(str(e.reason)) from e
+            except (OSError, http.client.HTTPException) as e:  # reset or timeout mid-transfer
+                raise error(f"{type(e).__name__}: {e}") from e
+            f.flush()
+            os.fsync(f.fileno())
+        # http.client returns a short body silently when the connection closes early.
+        if announced is not None and received != announced:
+            raise error(f"connection closed after {received} of {announced} bytes")
+        if size is not None and received != size:
+            raise error(f"received {received} bytes, expected {size}")
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise error(f"sha256 {digest.hexdigest()} does not match the expected {sha256.lower()}")
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
