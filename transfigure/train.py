@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +203,9 @@ class Trainer:
             ckpt.atomic_write_text("".join(l + "\n" for l in kept), self.log_path)
 
     def _step_schedulers(self, metric: float | None) -> None:
+        # An optimizer idle for a whole epoch (a discriminator during an initialization phase)
+        # makes PyTorch warn about the call order; the schedule is still right.
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
         for s in self.schedulers.values():
             if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 if metric is not None:
