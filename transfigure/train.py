@@ -205,13 +205,14 @@ class Trainer:
     def _step_schedulers(self, metric: float | None) -> None:
         # An optimizer idle for a whole epoch (a discriminator during an initialization phase)
         # makes PyTorch warn about the call order; the schedule is still right.
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()` before")
         for s in self.schedulers.values():
             if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 if metric is not None:
                     s.step(metric)
             else:
-                s.step()
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                    s.step()
 
     # --- loop --------------------------------------------------------------
     def _loader(self) -> DataLoader:
