@@ -18,7 +18,7 @@ from .data.images import image_to_tensor, load_image, save_image, tensor_to_imag
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
 from .nets.common import run_padded
-from .translate import TranslateSummary, collect_inputs, output_names
+from .translate import TranslateSummary, collect_inputs, plan_outputs
 
 STYLES = {
     "hayao": "Hayao Miyazaki's films",
@@ -109,21 +109,8 @@ def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str |
                      overwrite: bool = False, progress: bool = True) -> TranslateSummary:
     """Cartoonize each input into `output_dir/<stem>.png` (names as `translate`). Existing
     outputs are kept unless `overwrite`; an input file is never written to."""
-    output_dir = Path(output_dir)
-    targets = [output_dir / n for n in output_names(inputs)]
-    input_set = {p.resolve() for p in inputs}
-    for target in targets:
-        if target.resolve() in input_set:
-            raise ValueError(f"--output {output_dir}: writing {target.name} would overwrite an input file; "
-                             "choose another output folder")
+    todo, summary = plan_outputs(inputs, Path(output_dir), overwrite)
     net = net.to(device, memory_format=torch.channels_last).eval()
-    summary = TranslateSummary()
-    todo = []
-    for source, target in zip(inputs, targets):
-        if target.exists() and not overwrite:
-            summary.skipped_existing.append(target)
-        else:
-            todo.append((source, target))
     for source, target in tqdm(todo, desc="cartoonizing", unit="img", disable=not progress):
         save_image(cartoonize_image(net, load_image(source), load_size, device), target)
         summary.written.append(target)

@@ -113,6 +113,26 @@ class TranslateSummary:
     skipped_existing: list[Path] = field(default_factory=list)
 
 
+def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = ()
+                 ) -> tuple[list[tuple[Path, Path]], TranslateSummary]:
+    """(input, output) pairs still to write, and a summary listing the outputs kept
+    because they exist. Refuses outright when an output (or its copy in one of
+    the `also_in` subfolders) would land on an input file."""
+    targets = [output_dir / n for n in output_names(inputs)]
+    input_set = {p.resolve() for p in inputs}
+    for target in targets:
+        if any(t.resolve() in input_set for t in [target, *(output_dir / d / target.name for d in also_in)]):
+            raise ValueError(f"--output {output_dir}: writing {target.name} would overwrite an input file; "
+                             "choose another output folder")
+    summary, todo = TranslateSummary(), []
+    for source, target in zip(inputs, targets):
+        if target.exists() and not overwrite:
+            summary.skipped_existing.append(target)
+        else:
+            todo.append((source, target))
+    return todo, summary
+
+
 @torch.inference_mode()
 def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: str | Path,
                     device: torch.device | str = "cpu", batch_size: int = 4, compare: bool = False,
@@ -126,23 +146,10 @@ def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: 
     the image itself, and dropout stays random. Instance norm without dropout
     (CycleGAN) gives the same result either way."""
     output_dir = Path(output_dir)
-    targets = [output_dir / n for n in output_names(inputs)]
-    input_set = {p.resolve() for p in inputs}
-    for target in targets:
-        if target.resolve() in input_set or (compare and (output_dir / "compare" / target.name).resolve()
-                                             in input_set):
-            raise ValueError(f"--output {output_dir}: writing {target.name} would overwrite an input file; "
-                             "choose another output folder")
+    todo, summary = plan_outputs(inputs, output_dir, overwrite, also_in=("compare",) if compare else ())
     net = generator.net.to(device).train(not eval_mode)
     if not eval_mode and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
         batch_size = 1  # batch statistics must come from one image, not from its batch neighbours
-    summary = TranslateSummary()
-    todo = []
-    for source, target in zip(inputs, targets):
-        if target.exists() and not overwrite:
-            summary.skipped_existing.append(target)
-        else:
-            todo.append((source, target))
 
     def flush(batch):
         x = torch.stack([t for _, _, t in batch]).to(device)
