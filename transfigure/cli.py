@@ -1,4 +1,4 @@
-"""The `transfigure` command: train, translate, data, evaluate, demo."""
+"""The `transfigure` command: train, translate, data, evaluate, benchmark, demo."""
 from __future__ import annotations
 
 import argparse
@@ -118,21 +118,122 @@ def _add_evaluate(sub) -> None:
     ev_sub = p.add_subparsers(dest="evaluate_command", required=True, metavar="COMMAND")
     s = ev_sub.add_parser(
         "segmentation", help="per-pixel accuracy, class accuracy and mean IoU of label images",
-        description="Score generated label images against ground-truth label images (files matched by name). "
-                    "Each pixel is mapped to the nearest palette color.")
-    s.add_argument("--pred", required=True, help="folder of generated label images")
+        description="Score label images against ground-truth label images (files matched by name); each pixel "
+                    "is mapped to the nearest palette color. Either --pred: generated label images "
+                    "(photo -> labels), or --photos with --segmenter: a segmenter reads the photos (e.g. generated "
+                    "by a labels -> photo model) and its labels are scored, the papers' 'FCN score'.")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pred", help="folder of generated label images")
+    src.add_argument("--photos", help="folder of photos to segment with --segmenter")
     s.add_argument("--gt", required=True, help="folder of ground-truth label images")
     s.add_argument("--palette", required=True, help="palette.json, or the synthetic dataset folder holding it")
+    seg = s.add_argument_group("segmenter (with --photos)")
+    seg.add_argument("--segmenter", metavar="SPEC",
+                     help="a photo -> labels run of this tool (run name under --checkpoints_dir), or a TorchScript "
+                          "file: input [1,3,H,W] in [-1,1], output a label image [1,3,H,W] in [-1,1] or class logits "
+                          "[1,C,H,W] with C = the palette's classes")
+    seg.add_argument("--checkpoints_dir", default="checkpoints")
+    seg.add_argument("--epoch", default="latest", help="checkpoint of a run segmenter: 'latest' or an epoch number")
+    seg.add_argument("--segmenter_direction", default=None, choices=["AtoB", "BtoA"],
+                     help="which generator of a CycleGAN run segments (default: the direction it was trained for)")
+    seg.add_argument("--segmenter_output", default="auto", choices=["auto", "image", "logits"],
+                     help="how to read a TorchScript output: auto = 3 channels are a label image, others logits")
+    seg.add_argument("--eval", action="store_true", help="a run segmenter's batch norm and dropout in eval mode")
+    seg.add_argument("--save_labels", metavar="DIR",
+                     help="keep the segmenter's label images in DIR (default: a temporary folder, removed after)")
+    seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.set_defaults(func=_cmd_segmentation)
 
 
 def _cmd_segmentation(args) -> int:
+    import tempfile
+
     from .data.synthetic import load_palette
     from .evaluate.segmentation import format_scores, score_label_folders
 
     _, colors = load_palette(args.palette)
-    print(format_scores(score_label_folders(args.pred, args.gt, colors)))
+    if args.pred is not None:
+        if args.segmenter:
+            raise config.ConfigError("--segmenter reads photos: give --photos instead of --pred")
+        print(format_scores(score_label_folders(args.pred, args.gt, colors)))
+        return 0
+    if not args.segmenter:
+        raise config.ConfigError("--photos needs --segmenter SPEC (a run name or a TorchScript file)")
+    from .evaluate.segmenter import load_segmenter, score_photos
+    from .train import resolve_device
+
+    segmenter = load_segmenter(args.segmenter, checkpoints_dir=args.checkpoints_dir, epoch=args.epoch,
+                               direction=args.segmenter_direction, output=args.segmenter_output,
+                               eval_mode=args.eval)
+    device = resolve_device(config.make_options({"device": args.device}))
+    if args.save_labels:
+        scores = score_photos(segmenter, args.photos, args.gt, colors, args.save_labels, device=device)
+        print(f"Segmenter labels in {args.save_labels}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="transfigure_seg_") as tmp:
+            scores = score_photos(segmenter, args.photos, args.gt, colors, tmp, device=device)
+    print(format_scores(scores))
     return 0
+
+
+def _add_benchmark(sub) -> None:
+    p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks")
+    b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
+    a = b_sub.add_parser(
+        "ablation", help="the CycleGAN paper's ablations and baselines, trained under one budget",
+        description="Writes the synthetic dataset, trains pix2pix, CycleGAN, cycle alone, GAN alone, GAN + "
+                    "forward/backward cycle, pixel loss + GAN and feature loss + GAN with the same data, networks, "
+                    "iteration count and seeds, scores photo -> labels and labels -> photo (FCN score) and writes "
+                    "OUT/table.md, OUT/table.csv and OUT/index.html. Run the same command again to continue an "
+                    "interrupted benchmark: finished runs are reused.")
+    a.add_argument("--task", default="labels2photo", choices=["labels2photo"])
+    a.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
+    a.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="seconds of training for all methods and seeds together; decides the one iteration count "
+                        "(default: transfigure.benchmark.DEFAULT_BUDGET_S; the default run of 2 seeds takes under 30 min "
+                        "on 2 CPU cores)")
+    a.add_argument("--seeds", type=int, default=2, help="training seeds 0 .. N-1 per method")
+    a.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
+    a.add_argument("--size", type=int, default=64, help="image side in pixels")
+    a.add_argument("--n_train", type=int, default=1000)
+    a.add_argument("--n_test", type=int, default=100)
+    a.add_argument("--feature_net", default="vgg16:relu3_3", help="network:layer of the feature-loss baseline")
+    a.add_argument("--feature_weights", default="",
+                   help="local ImageNet weights file for --feature_net (without it, torchvision's cache)")
+    a.add_argument("--only", nargs="+", metavar="METHOD", default=None,
+                   help="train only these methods (pix2pix always: it is the segmenter): cyclegan cycle_alone "
+                        "gan_alone gan_forward gan_backward pixel_gan feature_gan")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="a training option for every run, e.g. --set ngf=32 (repeatable); part of the settings")
+    a.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 up to --size 64, where a second thread buys nothing for "
+                        "these batch-1 steps; torch's default above)")
+    a.add_argument("--no_progress", action="store_true", help="no progress bars")
+    a.set_defaults(func=_cmd_benchmark)
+
+
+def _cmd_benchmark(args) -> int:
+    from .benchmark import DEFAULT_BUDGET_S, run_ablation
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in config.OPTION_FIELDS:
+            raise config.ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a training option")
+        overrides[key] = config._coerce(key, value)
+    if args.size < 24 or args.n_train < 1 or args.n_test < 1:
+        raise config.ConfigError("--size must be at least 24, --n_train and --n_test at least 1")
+    try:
+        result = run_ablation(args.out, task=args.task, budget_s=args.budget if args.budget is not None else
+                              DEFAULT_BUDGET_S, seeds=args.seeds, size=args.size, n_train=args.n_train,
+                              n_test=args.n_test, iterations=args.iterations, overrides=overrides,
+                              feature_net=args.feature_net, feature_weights=args.feature_weights, only=args.only,
+                              threads=args.threads, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nStopped. Run the same command again to continue: finished runs in {args.out} are reused and an "
+              "interrupted one resumes from its last checkpoint.", file=sys.stderr)
+        return 130
+    return 0 if result.complete else 130
 
 
 def _add_demo(sub) -> None:
@@ -172,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image-to-image translation with GANs (CycleGAN). Run `transfigure COMMAND --help` for a "
                     "command's options; `transfigure demo` shows the whole pipeline in minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_demo):
+    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_benchmark, _add_demo):
         add(sub)
     return parser
 
