@@ -163,3 +163,16 @@ def test_pix2pix_end_to_end_on_aligned_data(tmp_path):
                  "batch", "--no_dropout", "false", "--eval", "--input", str(data / "testB"),
                  "--output", str(tmp_path / "plain"), "--no_progress"]) == 0
     assert (tmp_path / "plain" / "00000.png").read_bytes() == (tmp_path / "out1" / "00000.png").read_bytes()
+
+
+def test_cartoon_data_commands(tmp_path):
+    data = tmp_path / "cartoon"
+    assert main(["data", "synth", "--task", "photo2cartoon", "--out", str(data), "--size", "32", "--n_train", "3",
+                 "--n_test", "2"]) == 0
+    assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["testA", "testB", "trainA", "trainB"]
+    smooth = data / "trainB_smooth"
+    assert main(["data", "smooth-edges", "--src", str(data / "trainB"), "--out", str(smooth), "--no_progress"]) == 0
+    assert sorted(p.name for p in smooth.iterdir()) == sorted(p.name for p in (data / "trainB").iterdir())
+    # Refuses to write into the folder it reads.
+    assert main(["data", "smooth-edges", "--src", str(data / "trainB"), "--out", str(data / "trainB"),
+                 "--no_progress"]) == 2

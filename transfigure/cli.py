@@ -94,21 +94,33 @@ def _add_data(sub) -> None:
         description="Write a deterministic paired dataset: label maps (A) and photos rendered from them (B), "
                     "in the unaligned layout (trainA/ trainB/ testA/ testB/), the aligned layout (train/ test/, "
                     "A|B side by side) and palette.json with the class colors.")
-    s.add_argument("--task", default="labels2photo", choices=["labels2photo"])
+    s.add_argument("--task", default="labels2photo", choices=["labels2photo", "photo2cartoon"],
+                   help="labels2photo: street label maps (A) and photos (B); photo2cartoon: photos (A) and flat, "
+                        "outlined cartoons (B) of other scenes, with ground-truth cartoons of the test photos")
     s.add_argument("--out", required=True, help="output folder (must be new or empty)")
     s.add_argument("--size", type=int, default=64, help="image side in pixels")
     s.add_argument("--n_train", type=int, default=1000)
     s.add_argument("--n_test", type=int, default=100)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_synth)
+    e = data_sub.add_parser(
+        "smooth-edges", help="CartoonGAN's edge-smoothed copies of cartoon images",
+        description="Blur the pixels around Canny edges (100/200, dilated 5x5) with a 5x5 Gaussian, as every "
+                    "public CartoonGAN implementation does. Runs in parallel; outputs that exist are skipped, so "
+                    "an interrupted run finishes the rest when run again. Put the result in DATAROOT/trainB_smooth "
+                    "(training computes and caches it itself otherwise).")
+    from .data.edges import add_smooth_edges_arguments, run_smooth_edges
+    add_smooth_edges_arguments(e)
+    e.set_defaults(func=run_smooth_edges)
 
 
 def _cmd_synth(args) -> int:
-    from .data.synthetic import make_labels2photo
+    from .data.synthetic import make_labels2photo, make_photo2cartoon
 
     if args.size < 16 or args.n_train < 1 or args.n_test < 1:
         raise config.ConfigError("--size must be at least 16, --n_train and --n_test at least 1")
-    make_labels2photo(args.out, size=args.size, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
+    make = make_labels2photo if args.task == "labels2photo" else make_photo2cartoon
+    make(args.out, size=args.size, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     print(f"Wrote the {args.task} dataset to {args.out}")
     return 0
 
@@ -236,6 +248,19 @@ def _cmd_benchmark(args) -> int:
     return 0 if result.complete else 130
 
 
+def _add_cartoonize(sub) -> None:
+    from .cartoonize import add_cartoonize_arguments, run_cartoonize
+
+    p = sub.add_parser(
+        "cartoonize", help="cartoonize photos with a published CartoonGAN style",
+        description="Apply a published CartoonGAN generator (hayao, hosoda, paprika, shinkai) with the authors' "
+                    "preprocessing: the long side resized to --load_size (bicubic), BGR, [-1, 1]. Weights come "
+                    "from --weights, else the cache ($TRANSFIGURE_CACHE or ~/.cache/transfigure), downloaded "
+                    "when missing.")
+    add_cartoonize_arguments(p)
+    p.set_defaults(func=run_cartoonize)
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo", help="synthetic data -> train a small CycleGAN -> translate -> HTML page",
@@ -270,10 +295,10 @@ def _cmd_demo(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transfigure",
-        description="Image-to-image translation with GANs (CycleGAN). Run `transfigure COMMAND --help` for a "
+        description="Image-to-image translation with GANs (CycleGAN, pix2pix, CartoonGAN). Run `transfigure COMMAND --help` for a "
                     "command's options; `transfigure demo` shows the whole pipeline in minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_benchmark, _add_demo):
+    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_benchmark, _add_cartoonize, _add_demo):
         add(sub)
     return parser
 
