@@ -1,3 +1,5 @@
+from html.parser import HTMLParser
+
 import pytest
 import torch
 
@@ -13,3 +15,23 @@ def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "data"
     make_labels2photo(root, size=32, n_train=6, n_test=3, seed=0, progress=False)
     return root
+
+
+class _ImageSources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+@pytest.fixture
+def image_sources():
+    """The src of every <img> in an HTML text (pages' images must all exist)."""
+    def parse(html_text: str) -> list[str]:
+        parser = _ImageSources()
+        parser.feed(html_text)
+        return parser.sources
+    return parse

@@ -3,7 +3,6 @@ runs, and the segmenters of `evaluate segmentation --photos`."""
 import csv
 import json
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +33,7 @@ def bench(tmp_path_factory):
     return out, missing
 
 
-class _Images(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.sources.append(dict(attrs)["src"])
-
-
-def test_benchmark_writes_tables_page_and_grids(bench):
+def test_benchmark_writes_tables_page_and_grids(bench, image_sources):
     out, _ = bench
     table = (out / "table.md").read_text()
     for label in LABELS:
@@ -69,10 +58,9 @@ def test_benchmark_writes_tables_page_and_grids(bench):
         assert 0 <= float(seed0[key]["l2p_pixel_acc"]) <= 1
 
     page = (out / "index.html").read_text()
-    parser = _Images()
-    parser.feed(page)
-    assert len(parser.sources) == len(methods()) - 1  # every trained method has a grid
-    for src in parser.sources:
+    sources = image_sources(page)
+    assert len(sources) == len(methods()) - 1  # every trained method has a grid
+    for src in sources:
         assert (out / src).is_file(), src
         assert Image.open(out / src).size[0] > 0
     for label in LABELS:

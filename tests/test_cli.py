@@ -2,7 +2,6 @@
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -104,26 +103,15 @@ def test_console_script_help():
         assert flag in out
 
 
-class _Images(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.sources = []
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "img":
-            self.sources.append(dict(attrs)["src"])
-
-
-def test_demo_page(tmp_path):
+def test_demo_page(tmp_path, image_sources):
     from transfigure.demo import run_demo
 
     page = run_demo(dataroot=str(tmp_path / "data"), checkpoints_dir=str(tmp_path / "ckpts"),
                     results_dir=str(tmp_path / "results"), n_train=6, n_test=3, progress=False,
                     overrides={"n_epochs": 1, "n_epochs_decay": 0, "ngf": 4, "ndf": 4, "netG": "resnet_1blocks"})
-    parser = _Images()
-    parser.feed(page.read_text())
-    assert len(parser.sources) == 3
-    for src in parser.sources:
+    sources = image_sources(page.read_text())
+    assert len(sources) == 3
+    for src in sources:
         assert (page.parent / src).is_file(), src
     text = page.read_text()
     for label in ("trained CycleGAN", "untrained", "identity mapping"):
