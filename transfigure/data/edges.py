@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -119,7 +120,9 @@ def smooth_edges_folder(src, out, workers: int | None = None, progress: bool = T
             for f, dst in todo:
                 record(*_smooth_file(f, dst))
         else:
-            with ProcessPoolExecutor(n_workers, initializer=_init_worker) as pool:
+            # spawn, not fork: a forked child of a process whose OpenMP/torch threads hold locks can deadlock.
+            with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_init_worker) as pool:
                 futures = [pool.submit(_smooth_file, f, dst) for f, dst in todo]
                 try:
                     for fut in as_completed(futures):
