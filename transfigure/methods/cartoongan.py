@@ -22,12 +22,10 @@ from ..config import Options
 from ..losses import GANLoss, gradient_penalty
 from ..nets import define_D, define_G, run_padded
 from ..nets.features import build_feature_extractor
-from .cyclegan import check_training_size, set_requires_grad
+from .common import OneGeneratorOneDiscriminator, check_training_size, set_requires_grad
 
 
-class CartoonGAN:
-    generator_names = ("G",)
-
+class CartoonGAN(OneGeneratorOneDiscriminator):
     def __init__(self, opt: Options, device: torch.device):
         check_training_size(opt)
         self.opt = opt
@@ -50,9 +48,6 @@ class CartoonGAN:
     @property
     def initializing(self) -> bool:
         return self.epoch - self.opt.epoch_count < self.opt.init_epochs
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"G": list(self.nets["G"].parameters()), "D": list(self.nets["D"].parameters())}
 
     def translator(self, direction: str) -> nn.Module:
         return self.nets["G"]
@@ -95,9 +90,3 @@ class CartoonGAN:
         photo = batch["A"].to(self.device)
         return {"photo": photo, "cartoon (generated)": run_padded(self.nets["G"], photo),
                 "cartoon (a training example)": batch["B"].to(self.device)}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

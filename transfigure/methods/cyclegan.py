@@ -17,29 +17,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..config import ConfigError, Options
+from .common import check_training_size, set_requires_grad
 from ..image_pool import ImagePool
 from ..losses import GANLoss, gradient_penalty
 from ..nets import define_D, define_G, run_padded
 from ..nets.features import build_feature_extractor
-
-
-def set_requires_grad(nets, requires_grad: bool) -> None:
-    for net in nets:
-        for p in net.parameters():
-            p.requires_grad_(requires_grad)
-
-
-def check_training_size(opt: Options) -> None:
-    """A PatchGAN halves its input n_layers times, then a stride-1 conv takes a
-    pixel off; its normalization needs more than one value per channel. Catch
-    crops too small for that here, not as a shape error deep in PyTorch."""
-    if opt.netD == "pixel" or not ("crop" in opt.preprocess or opt.preprocess.startswith("resize")):
-        return
-    layers = 3 if opt.netD == "basic" else opt.n_layers_D
-    smallest = 3 * 2 ** layers
-    if opt.crop_size < smallest:
-        raise ConfigError(f"--crop_size {opt.crop_size} is too small for --netD {opt.netD} ({layers} layers): use "
-                          f"at least {smallest}, or fewer --n_layers_D with --netD n_layers, or --netD pixel")
 
 
 class CycleGAN:

@@ -11,12 +11,10 @@ from ..config import Options
 from ..data.color import network_lab_to_rgb, rgb_to_network_lab
 from ..losses import GANLoss, gradient_penalty
 from ..nets import define_D, define_G, run_padded
-from .cyclegan import check_training_size, set_requires_grad
+from .common import OneGeneratorOneDiscriminator, check_training_size, set_requires_grad
 
 
-class Pix2Pix:
-    generator_names = ("G",)
-
+class Pix2Pix(OneGeneratorOneDiscriminator):
     def __init__(self, opt: Options, device: torch.device):
         check_training_size(opt)
         self.opt = opt
@@ -29,9 +27,6 @@ class Pix2Pix:
                           norm=opt.norm, init_type=opt.init_type, init_gain=opt.init_gain),
         }).to(device)
         self.gan_loss = GANLoss(opt.gan_mode)
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"G": list(self.nets["G"].parameters()), "D": list(self.nets["D"].parameters())}
 
     def translator(self, direction: str) -> nn.Module:
         if direction != "AtoB":
@@ -66,12 +61,6 @@ class Pix2Pix:
     def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
         real_A, real_B = batch["A"].to(self.device), batch["B"].to(self.device)
         return {"real_A": real_A, "fake_B": run_padded(self.nets["G"], real_A), "real_B": real_B}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 class ColorizationNet(nn.Module):
