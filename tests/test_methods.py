@@ -12,7 +12,7 @@ from transfigure.config import ConfigError, make_options
 from transfigure.data.color import lab_to_rgb, network_lab_to_rgb, rgb_to_lab, rgb_to_network_lab
 from transfigure.losses import GANLoss
 from transfigure.methods import create_method
-from transfigure.nets.features import FeatureExtractor, FeatureWeightsError, build_feature_extractor
+from transfigure.nets.features import RANDOM_WEIGHTS, FeatureExtractor, FeatureWeightsError, build_feature_extractor
 from transfigure.translate import LoadedGenerator, translate_files
 
 SMALL = dict(netG="resnet_1blocks", ngf=4, ndf=4, pool_size=0, lambda_identity=0.0)
@@ -256,3 +256,28 @@ def test_crop_too_small_for_the_discriminator_is_named():
         create_method(make_options({**SMALL, "crop_size": 16, "load_size": 16}), torch.device("cpu"))
     create_method(make_options({**SMALL, "crop_size": 16, "load_size": 16, "netD": "n_layers", "n_layers_D": 2}),
                   torch.device("cpu"))
+
+
+def test_content_network_error_names_the_content_option(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    import torchvision
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+                        lambda self, *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    opt = make_options({"model": "cartoongan", "netG": "cartoongan_1blocks", "ngf": 4, "ndf": 4,
+                        "content_net": "resnet18:layer1", "load_size": 32, "crop_size": 32})
+    with pytest.raises(FeatureWeightsError) as info:
+        create_method(opt, torch.device("cpu"))
+    message = str(info.value)
+    assert "--content_weights" in message and "--feature_weights" not in message and "resnet18-" in message
+
+
+def test_random_feature_weights_are_fixed_and_leave_the_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    a = build_feature_extractor("resnet18:layer1", RANDOM_WEIGHTS)
+    assert torch.equal(torch.rand(1), expected_next)
+    b = build_feature_extractor("resnet18:layer1", RANDOM_WEIGHTS)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(a(x), b(x)) and "random weights" in a.spec
+    assert a(x).abs().mean() > 0

@@ -100,13 +100,15 @@ class Options:
                                 "'feature loss + GAN')", group="training")
     feature_net: str = opt("vgg16:relu3_3", "network:layer for --lambda_feature, a torchvision model with "
                            "ImageNet weights (e.g. vgg16:relu3_3, vgg19:relu4_4, resnet50:layer2)", group="training")
-    feature_weights: str = opt("", "local weights file for --feature_net (else torchvision's cache/download)",
+    feature_weights: str = opt("", "local weights file for --feature_net (else torchvision's cache/download; "
+                               "'random': fixed random weights, for offline experiments only)",
                                group="training")
     lambda_content: float = opt(10.0, "weight of the content loss (cartoongan): L1 between --content_net features "
                                 "of the photo and of its cartoon", group="training")
     content_net: str = opt("vgg19:conv4_4", "content network model:layer, a torchvision model with ImageNet weights "
                            "(paper: vgg19:conv4_4; improved variant: resnet101:layer2)", group="training")
-    content_weights: str = opt("", "local weights file for --content_net (else torchvision's cache/download)",
+    content_weights: str = opt("", "local weights file for --content_net (else torchvision's cache/download; "
+                               "'random': fixed random weights, for offline experiments only)",
                                group="training")
     init_epochs: int = opt(0, "initialization phase: epochs of content loss only, before adversarial training "
                            "(cartoongan default 10; also on cycle_gan)", group="training")

@@ -38,7 +38,7 @@ class CartoonGAN(OneGeneratorOneDiscriminator):
                           init_type=opt.init_type, init_gain=opt.init_gain),
         }).to(device)
         # Built with the method, so missing pretrained weights stop the run before its first step.
-        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None).to(device)
+        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None, "--content_weights").to(device)
         self.gan_loss = GANLoss(opt.gan_mode)
         self.epoch = 1
 

@@ -47,10 +47,10 @@ class CycleGAN:
         }).to(device)
         self.gan_loss = GANLoss(opt.gan_mode)
         # Built before training starts, so missing pretrained weights stop the run before its first step.
-        self.features = build_feature_extractor(opt.feature_net, opt.feature_weights or None).to(device) \
+        self.features = build_feature_extractor(opt.feature_net, opt.feature_weights or None, "--feature_weights").to(device) \
             if opt.lambda_feature > 0 else None
         # CartoonGAN's initialization phase, borrowed: generators first learn to keep content.
-        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None).to(device) \
+        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None, "--content_weights").to(device) \
             if opt.init_epochs > 0 else None
         self.epoch = opt.epoch_count
         self.pool_A = ImagePool(opt.pool_size, seed=opt.seed * 2 + 1)  # fakes of domain B, for D_A

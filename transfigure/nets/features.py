@@ -18,6 +18,7 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_WEIGHTS = "random"
 
 
 class FeatureWeightsError(ValueError):
@@ -51,7 +52,7 @@ def _truncate(model_name: str, model: nn.Module, layer: str) -> nn.Module:
     raise FeatureWeightsError(f"feature network {model_name!r}: only torchvision VGG and ResNet models are supported")
 
 
-def _pretrained_state_dict(model_name: str, weights_path: str | None) -> dict:
+def _pretrained_state_dict(model_name: str, weights_path: str | None, option: str) -> dict:
     if weights_path:
         path = Path(weights_path)
         if not path.is_file():
@@ -68,7 +69,7 @@ def _pretrained_state_dict(model_name: str, weights_path: str | None) -> dict:
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise FeatureWeightsError(
             f"the ImageNet weights of {model_name} ({filename}) are not in the cache and could not be downloaded "
-            f"from {weights.url} ({type(e).__name__}). Either pass the file with --feature_weights PATH, or put "
+            f"from {weights.url} ({type(e).__name__}). Either pass the file with {option} PATH, or put "
             f"it in {cache}/ (torchvision's cache; $TORCH_HOME moves it).") from e
 
 
@@ -94,18 +95,26 @@ class FeatureExtractor(nn.Module):
         return self.body(((x + 1) / 2 - self.mean) / self.std)
 
 
-def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | None = None) -> FeatureExtractor:
-    """`spec` is model:layer; model_layer (e.g. resnet101_layer2) is read the same way."""
+def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | None = None,
+                            option: str = "--feature_weights") -> FeatureExtractor:
+    """`spec` is model:layer; model_layer (e.g. resnet101_layer2) is read the same way.
+    `weights_path` RANDOM_WEIGHTS keeps torchvision's initialization drawn from a
+    fixed seed instead of ImageNet weights: for offline experiments only (the
+    synthetic benchmarks label it). `option` names the weights option in errors."""
     model_name, _, layer = spec.partition(":") if ":" in spec else spec.partition("_")
     if not layer:
         raise FeatureWeightsError(f"--feature_net {spec!r}: expected model:layer, e.g. vgg16:relu3_3")
     try:
-        model = torchvision.models.get_model(model_name, weights=None)
+        with torch.random.fork_rng(devices=[]):  # the same random weights every time, the caller's RNG untouched
+            torch.manual_seed(0)
+            model = torchvision.models.get_model(model_name, weights=None)
     except ValueError:
         raise FeatureWeightsError(f"--feature_net {spec!r}: torchvision has no model {model_name!r}") from None
     body = _truncate(model_name, model, layer)  # checks the layer name before any download
+    if weights_path == RANDOM_WEIGHTS:
+        return FeatureExtractor(body, f"{spec} (random weights)")
     try:
-        model.load_state_dict(_pretrained_state_dict(model_name, weights_path))
+        model.load_state_dict(_pretrained_state_dict(model_name, weights_path, option))
     except RuntimeError as e:
         raise FeatureWeightsError(f"weights for --feature_net {spec!r} do not fit {model_name}: {e}") from e
     return FeatureExtractor(body, spec)
