@@ -5,12 +5,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from transfigure.benchmark import decide_iterations, mean_spread, methods, run_ablation
+from transfigure.benchmarks.ablation import MIN_ITERATIONS, methods, run_ablation
+from transfigure.benchmarks.runs import decide_iterations, mean_spread
 from transfigure.cli import main
 from transfigure.data.synthetic import PALETTE
 
@@ -169,8 +169,8 @@ def test_torchscript_segmenters(tiny_dataset, tmp_path, capsys):
 
 
 def test_iteration_count_and_spread():
-    assert decide_iterations(900, {"a": 0.1, "b": 0.2}, 2) == 1500
-    assert decide_iterations(1, {"a": 0.1}, 2) == 200          # never below the minimum
+    assert decide_iterations(900, {"a": 0.1, "b": 0.2}, 2, MIN_ITERATIONS) == 1500
+    assert decide_iterations(1, {"a": 0.1}, 2, MIN_ITERATIONS) == 200         # never below the minimum
     mean, spread = mean_spread([0.5, 0.7])
     assert mean == pytest.approx(0.6) and spread == pytest.approx(0.1)
     assert mean_spread([]) is None
@@ -178,7 +178,8 @@ def test_iteration_count_and_spread():
 
 def test_interrupted_run_resumes(tmp_path, capsys):
     """A run left part-way (as after Ctrl-C) continues from its checkpoint on the next invocation."""
-    from transfigure.benchmark import UNPAIRED, run_options
+    from transfigure.benchmarks.ablation import SHARED, UNPAIRED
+    from transfigure.benchmarks.runs import run_options
     from transfigure.train import train
 
     out = tmp_path / "ablation"
@@ -190,7 +191,7 @@ def test_interrupted_run_resumes(tmp_path, capsys):
     ckpt_dir = out / "checkpoints" / "cyclegan_seed0"
     state = torch.load(ckpt_dir / "latest.ckpt", weights_only=True)
     assert state["total_steps"] == 4
-    partial = run_options(UNPAIRED, "cyclegan_seed0", 0, out, 32, 2, tiny, n_train=8)
+    partial = run_options(SHARED, UNPAIRED, "cyclegan_seed0", 0, out, 32, 2, tiny, n_train=8)
     partial = type(partial)(**{**partial.__dict__, "checkpoints_dir": str(tmp_path / "other")})
     assert train(partial, progress=False).total_steps == 2
     shutil.rmtree(ckpt_dir)                           # swap in the half-trained run

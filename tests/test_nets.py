@@ -1,6 +1,5 @@
 """The official network layouts (DESIGN.md "Official layouts"), their loaders and the size helpers."""
 import math
-from pathlib import Path
 
 import pytest
 import torch

@@ -114,7 +114,7 @@ def test_photo2cartoon_pairs_only_in_test(tmp_path):
     from transfigure.data.synthetic import cartoon_of_scene, make_photo2cartoon, render_scene
 
     a = make_photo2cartoon(tmp_path / "a", size=32, n_train=3, n_test=2, seed=5, progress=False)
-    b = make_photo2cartoon(tmp_path / "b", size=32, n_train=3, n_test=2, seed=5, progress=False)
+    make_photo2cartoon(tmp_path / "b", size=32, n_train=3, n_test=2, seed=5, progress=False)
     for d in ("trainA", "trainB", "testA", "testB"):
         for name in ("00000.png", "00001.png"):
             assert (tmp_path / "a" / d / name).read_bytes() == (tmp_path / "b" / d / name).read_bytes()

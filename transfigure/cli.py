@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from . import config
 
@@ -202,7 +201,7 @@ def _add_benchmark(sub) -> None:
     a.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
     a.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="seconds of training for all methods and seeds together; decides the one iteration count "
-                        "(default: transfigure.benchmark.DEFAULT_BUDGET_S; the default run of 2 seeds takes under 30 min "
+                        "(default: transfigure.benchmarks.ablation.DEFAULT_BUDGET_S; the default run of 2 seeds takes under 30 min "
                         "on 2 CPU cores)")
     a.add_argument("--seeds", type=int, default=2, help="training seeds 0 .. N-1 per method")
     a.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
@@ -225,7 +224,7 @@ def _add_benchmark(sub) -> None:
 
 
 def _cmd_benchmark(args) -> int:
-    from .benchmark import DEFAULT_BUDGET_S, run_ablation
+    from .benchmarks.ablation import DEFAULT_BUDGET_S, run_ablation
 
     overrides = {}
     for item in args.overrides:

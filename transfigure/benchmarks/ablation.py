@@ -22,36 +22,33 @@ Folder layout under --out (everything the benchmark writes is in it):
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import html
 import io
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from .config import Options, make_options
-from .data.images import image_to_tensor, list_images, load_image
-from .data.synthetic import load_palette, make_labels2photo
-from .evaluate.segmentation import score_label_folders
-from .evaluate.segmenter import Segmenter, score_photos
-from .nets import run_padded
-from .nets.features import FeatureWeightsError
-from .translate import LoadedGenerator, load_generator, translate_files
-from .visuals import save_visuals_grid
+from .. import checkpoint as ckpt
+from ..config import Options, make_options
+from ..data.images import image_to_tensor, list_images, load_image
+from ..data.synthetic import load_palette, make_labels2photo
+from ..evaluate.segmentation import score_label_folders
+from ..evaluate.segmenter import Segmenter, score_photos
+from ..nets import run_padded
+from ..nets.features import FeatureWeightsError
+from ..translate import LoadedGenerator, load_generator, translate_files
+from ..visuals import save_visuals_grid
+from .runs import (RunOutcome, cached_scores, decide_iterations, format_duration, log, mean_spread,
+                   open_folder, run_options, save_record, seconds_per_iteration, train_run)
 
-SETTINGS_FILE = "benchmark.json"
 DATA_SEED = 0                  # one dataset for every method and seed
 MIN_ITERATIONS = 200           # below this no method learns the task at 64 px
 DEFAULT_BUDGET_S = 1100        # training seconds for all methods x 2 seeds: ~900 iterations, <30 min in all on 2 cores
-SAVE_EVERY = 250               # iterations between resumable checkpoints within a run
 GRID_ROWS = 6
 METRICS = ("pixel_acc", "class_acc", "mean_iou")
 METRIC_NAMES = {"pixel_acc": "per-pixel acc", "class_acc": "per-class acc", "mean_iou": "mean IoU"}
@@ -114,29 +111,6 @@ def methods(feature_net: str = "vgg16:relu3_3", feature_weights: str = "", pixel
     ]
 
 
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-class _QuietPause(io.TextIOBase):
-    """Passes train()'s output through, except its 'Saved ... Resume with ...' line
-    after each run reaches its iteration count: here that is the normal end."""
-
-    def __init__(self, target):
-        self.target = target
-        self.dropped = False
-
-    def write(self, text: str) -> int:
-        drop = (text.startswith("Saved ") and "(paused)" in text) or (self.dropped and text == "\n")
-        if not drop:
-            self.target.write(text)
-        self.dropped = drop and text != "\n"
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-
 # --------------------------------------------------------------------------- settings
 
 def _settings(task, size, n_train, n_test, overrides, feature_net, feature_weights) -> dict:
@@ -145,74 +119,7 @@ def _settings(task, size, n_train, n_test, overrides, feature_net, feature_weigh
             "feature_net": feature_net, "feature_weights": feature_weights}
 
 
-def _open_folder(out: Path, settings: dict) -> dict:
-    """Refuse a non-empty folder that is not a benchmark, or a benchmark with
-    other settings; return the stored record (settings, iterations, timings)."""
-    record_path = out / SETTINGS_FILE
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} exists and is not a folder")
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        stored = record.get("settings", {})
-        diff = [f"{k}={stored.get(k)!r} (asked {v!r})" for k, v in settings.items() if stored.get(k) != v]
-        if diff:
-            raise FileExistsError(f"{out} holds a benchmark with other settings: {', '.join(diff)}. Rerun with "
-                                  "those settings to continue it, or choose another --out.")
-        return record
-    if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"--out {out} is not empty and holds no benchmark ({SETTINGS_FILE}); "
-                              "choose a new or empty folder (nothing was changed)")
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"settings": settings, "iterations": None, "timing": {}, "wall_s": 0.0}
-    _save_record(out, record)
-    return record
-
-
-def _save_record(out: Path, record: dict) -> None:
-    ckpt.atomic_write_text(json.dumps(record, indent=2) + "\n", out / SETTINGS_FILE)
-
-
-def run_options(method_options: dict, run_name: str, seed: int, out: Path, size: int, iterations: int,
-                overrides: dict | None = None, resume: bool = False, n_train: int = 1) -> Options:
-    """The options of one training run. Constant learning rate, stopped after
-    `iterations` batches (every epoch holds all `n_train` training images, so a
-    short budget still sees the whole dataset; the epochs never reach the decay)."""
-    values = {**SHARED, **method_options,
-              "dataroot": str(out / "data"), "name": run_name, "checkpoints_dir": str(out / "checkpoints"),
-              "seed": seed, "load_size": size, "crop_size": size, "max_iters": iterations,
-              "n_epochs": max(1, math.ceil(iterations / max(1, n_train))), "n_epochs_decay": 1,
-              "save_latest_freq": SAVE_EVERY,
-              "save_epoch_freq": 10_000, "print_freq": 50, "continue_train": resume}
-    values.update(overrides or {})
-    return make_options(values)
-
-
 # --------------------------------------------------------------------------- timing
-
-def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> float:
-    """Time a few training steps of one run's method (nothing is written)."""
-    from .data.datasets import create_dataset
-    from .methods import create_method
-    from .train import resolve_device, seed_everything
-
-    seed_everything(opt.seed, False)
-    device = resolve_device(opt)
-    dataset = create_dataset(opt, "train")
-    method = create_method(opt, device)
-    optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
-                  for name, params in method.param_groups().items()}
-    batches = [torch.utils.data.default_collate([dataset[i % len(dataset)]]) for i in range(warmup + steps)]
-    for batch in batches[:warmup]:
-        method.train_step(batch, optimizers)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for batch in batches[warmup:]:
-        method.train_step(batch, optimizers)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - started) / steps
-
 
 def _measure(methods_: list[Method], out: Path, size: int, overrides: dict) -> tuple[dict, dict]:
     """Seconds per iteration of each method (all its runs), and reasons of methods that cannot run."""
@@ -221,7 +128,7 @@ def _measure(methods_: list[Method], out: Path, size: int, overrides: dict) -> t
         total = 0.0
         try:
             for stem, options in m.runs():
-                opt = run_options(options, f"{stem}_timing", 0, out, size, 1, overrides)
+                opt = run_options(SHARED, options, f"{stem}_timing", 0, out, size, 1, overrides)
                 total += seconds_per_iteration(opt)
         except FeatureWeightsError as e:
             unavailable[m.key] = str(e)
@@ -232,48 +139,7 @@ def _measure(methods_: list[Method], out: Path, size: int, overrides: dict) -> t
     return timing, unavailable
 
 
-def decide_iterations(budget_s: float, timing: dict, n_seeds: int) -> int:
-    """One iteration count for every method: the budget divided by the time one
-    iteration of every method and seed takes, at least MIN_ITERATIONS."""
-    per_iteration = sum(timing.values()) * n_seeds
-    if per_iteration <= 0:
-        return MIN_ITERATIONS
-    return max(MIN_ITERATIONS, int(budget_s / per_iteration + 1e-6) // 10 * 10)
-
-
 # --------------------------------------------------------------------------- training
-
-@dataclass
-class RunOutcome:
-    status: str                     # "finished", "interrupted" or "unavailable"
-    total_steps: int = 0
-    train_s: float = 0.0
-    trained_now: bool = False
-    reason: str = ""
-
-
-def train_run(opt: Options, iterations: int, progress: bool) -> RunOutcome:
-    """Train one run to `iterations`, resuming a partial one and reusing a finished one."""
-    from .train import train
-
-    latest = ckpt.state_path(ckpt.run_dir(opt))
-    if latest.exists():
-        state = ckpt.load_training_state(latest)
-        saved = state["options"]
-        different = [k for k in ("model", "direction", "seed", "lambda_A", "lambda_B", "lambda_GAN", "lambda_pixel",
-                                 "lambda_feature", "lambda_identity", "lambda_L1", "gan_mode", "netG", "ngf", "ndf",
-                                 "crop_size") if k in saved and saved[k] != getattr(opt, k)]
-        if different:
-            raise ckpt.CheckpointError(f"{latest} was trained with other settings ({', '.join(different)}); "
-                                       "choose another --out")
-        if state["total_steps"] >= iterations:
-            return RunOutcome("finished", state["total_steps"], state["elapsed_s"])
-        opt = make_options({**opt.to_dict(), "continue_train": True})
-    with contextlib.redirect_stdout(_QuietPause(sys.stdout)):
-        result = train(opt, progress=progress)
-    status = "finished" if result.total_steps >= iterations else "interrupted"
-    return RunOutcome(status, result.total_steps, result.elapsed_s, trained_now=True)
-
 
 # --------------------------------------------------------------------------- evaluation
 
@@ -297,8 +163,8 @@ def evaluate_pair(to_photo: LoadedGenerator, to_labels: LoadedGenerator, segment
 
 def _untrained(opt: Options) -> tuple[LoadedGenerator, LoadedGenerator]:
     """The CycleGAN generators as the run of this seed starts them (a floor)."""
-    from .methods import create_method
-    from .train import seed_everything
+    from ..methods import create_method
+    from ..train import seed_everything
 
     seed_everything(opt.seed, False)
     method = create_method(make_options({**opt.to_dict(), "lambda_feature": 0.0}), torch.device("cpu"))
@@ -310,18 +176,6 @@ def _untrained(opt: Options) -> tuple[LoadedGenerator, LoadedGenerator]:
 class _Identity(torch.nn.Module):
     def forward(self, x):
         return x
-
-
-def _cached_scores(folder: Path, key: dict, compute) -> dict:
-    """scores.json in `folder` when it was computed for the same `key`, else compute and store it."""
-    path = folder / "scores.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            return stored["scores"]
-    scores = compute()
-    ckpt.atomic_write_text(json.dumps({"key": key, "scores": scores}, indent=2) + "\n", path)
-    return scores
 
 
 # --------------------------------------------------------------------------- grids
@@ -358,13 +212,6 @@ class Row:
 def _values(row: Row, direction: str, metric: str) -> list[float]:
     return [s[direction][metric] for s in row.per_seed.values()
             if s.get(direction) is not None and not math.isnan(s[direction][metric])]
-
-
-def mean_spread(values: list[float]) -> tuple[float, float] | None:
-    """Mean and half range (max - min) / 2 over seeds."""
-    if not values:
-        return None
-    return float(np.mean(values)), (max(values) - min(values)) / 2
 
 
 def _cell(row: Row, direction: str, metric: str) -> str:
@@ -585,8 +432,8 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     # Check the options of every run before anything is written.
     for m in all_methods:
         for stem, options in m.runs():
-            run_options(options, stem, 0, out, size, 1, overrides)
-    record = _open_folder(out, settings)
+            run_options(SHARED, options, stem, 0, out, size, 1, overrides)
+    record = open_folder(out, settings)
     seed_list = list(range(seeds))
 
     data = out / "data"
@@ -606,13 +453,13 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
         log(f"Timing one training iteration of each method (budget {budget_s:.0f} s of training for "
             f"{len(seed_list)} seed(s))...")
         timing, unavailable = _measure(all_methods, out, size, overrides)
-        iterations = decide_iterations(budget_s, timing, len(seed_list))
+        iterations = decide_iterations(budget_s, timing, len(seed_list), MIN_ITERATIONS)
         estimate = sum(timing.values()) * len(seed_list) * iterations
         log(f"{iterations} iterations per run (about {estimate / 60:.1f} min of training in all"
             f"{'; the minimum' if iterations == MIN_ITERATIONS else ''})")
         record["timing"] = {k: round(v, 5) for k, v in timing.items()}
     record["iterations"] = iterations
-    _save_record(out, record)
+    save_record(out, record)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = {m.key: Row(m.key, m.label, "method", paper={d: PAPER_CITYSCAPES[m.key][d] for d in DIRECTIONS}
@@ -632,7 +479,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
             for stem, options in m.runs():
                 done += 1
                 name = f"{stem}_seed{seed}"
-                opt = run_options(options, name, seed, out, size, iterations, overrides, n_train=n_train)
+                opt = run_options(SHARED, options, name, seed, out, size, iterations, overrides, n_train=n_train)
                 log(f"[{done}/{runs_total}] {m.label}, seed {seed} ({name})")
                 try:
                     outcome = train_run(opt, iterations, progress)
@@ -664,7 +511,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
             key = {"iterations": iterations, "steps": [o.total_steps for o in outcomes],
                    "segmenter": f"pix2pix_BtoA_seed{seed}"}
             folder = out / "results" / f"seed{seed}" / m.key
-            row.per_seed[seed] = _cached_scores(
+            row.per_seed[seed] = cached_scores(
                 folder, key, lambda: evaluate_pair(to_photo, to_labels, segmenter, data, colors, folder, device))
             s = row.per_seed[seed]
             log(f"    photo → labels mean IoU {s['p2l']['mean_iou']:.3f}, labels → photo (FCN) mean IoU "
@@ -679,7 +526,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     ordered = [rows[m.key] for m in all_methods] + [rows[k] for k in ("untrained", "identity", "real") if k in rows]
     wall = time.perf_counter() - started
     record["wall_s"] = round(float(record.get("wall_s") or 0.0) + wall, 1)
-    _save_record(out, record)
+    save_record(out, record)
     if not complete:
         log(f"Interrupted. Run the same command again to continue; finished runs are kept in {out / 'checkpoints'}.")
         return BenchmarkResult(out, ordered, iterations, False, wall)
@@ -692,19 +539,19 @@ def _reference_rows(rows: dict, seed: int, segmenter: Segmenter, data: Path, col
     """Floors (untrained generator, identity mapping) and the segmenter's ceiling (real photos)."""
     folder = out / "results" / f"seed{seed}"
     key = {"iterations": iterations, "segmenter": f"pix2pix_BtoA_seed{seed}"}
-    opt = run_options(UNPAIRED, "untrained", seed, out, size, iterations, overrides)
+    opt = run_options(SHARED, UNPAIRED, "untrained", seed, out, size, iterations, overrides)
     g_a, g_b = _untrained(opt)
     rows.setdefault("untrained", Row("untrained", "untrained generator (floor)", "floor"))
-    rows["untrained"].per_seed[seed] = _cached_scores(
+    rows["untrained"].per_seed[seed] = cached_scores(
         folder / "untrained", {**key, "overrides": overrides},
         lambda: evaluate_pair(g_a, g_b, segmenter, data, colors, folder / "untrained", device))
     identity = LoadedGenerator(_Identity(), 3, 3, "identity")
     rows.setdefault("identity", Row("identity", "identity mapping (floor)", "floor"))
-    rows["identity"].per_seed[seed] = _cached_scores(
+    rows["identity"].per_seed[seed] = cached_scores(
         folder / "identity", key,
         lambda: evaluate_pair(identity, identity, segmenter, data, colors, folder / "identity", device))
     rows.setdefault("real", Row("real", "real photos (segmenter's ceiling)", "ceiling"))
-    rows["real"].per_seed[seed] = _cached_scores(
+    rows["real"].per_seed[seed] = cached_scores(
         folder / "real", key,
         lambda: {"p2l": None, "l2p": score_photos(segmenter, data / "testB", data / "testA", colors,
                                                   folder / "real" / "testB_segmented", device=device)})
@@ -713,17 +560,12 @@ def _reference_rows(rows: dict, seed: int, segmenter: Segmenter, data: Path, col
         f"segmenter on real photos {rows['real'].per_seed[seed]['l2p']['mean_iou']:.3f}")
 
 
-def _format_duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s" if m else f"{s} s"
-
-
 def _write_outputs(out: Path, rows: list[Row], seeds: list[int], iterations: int, settings: dict, record: dict,
                    wall: float, all_methods: list[Method]) -> None:
     train_total = sum(sum(r.train_s.values()) for r in rows)
-    time_text = (f"This invocation: {_format_duration(wall)} wall time. All invocations on this folder: "
-                 f"{_format_duration(record['wall_s'])}. Training time of all runs (from their checkpoints): "
-                 f"{_format_duration(train_total)}. Threads: {torch.get_num_threads()}.")
+    time_text = (f"This invocation: {format_duration(wall)} wall time. All invocations on this folder: "
+                 f"{format_duration(record['wall_s'])}. Training time of all runs (from their checkpoints): "
+                 f"{format_duration(train_total)}. Threads: {torch.get_num_threads()}.")
     md = table_markdown(rows, seeds, iterations)
     md_full = (f"# CycleGAN paper ablations, synthetic {settings['task']} ({settings['size']} px, "
                f"{settings['n_train']} training / {settings['n_test']} test pairs)\n\n{md}\n{time_text}\n")

@@ -1,0 +1,180 @@
+"""What the benchmarks share: a folder that holds one benchmark (settings,
+the iteration count its first run decided, timings), training runs that are
+resumed when interrupted and reused when finished, one iteration count for
+every method from a time budget, and cached scores."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import checkpoint as ckpt
+from ..config import Options, make_options
+
+SETTINGS_FILE = "benchmark.json"
+SAVE_EVERY = 250               # iterations between resumable checkpoints within a run
+# Options whose change makes a stored run another experiment: it is refused, never reused.
+RUN_IDENTITY = ("model", "direction", "seed", "lambda_A", "lambda_B", "lambda_GAN", "lambda_pixel", "lambda_feature",
+                "lambda_identity", "lambda_L1", "lambda_content", "gan_mode", "netG", "ngf", "ndf", "norm",
+                "activation", "content_net", "init_epochs", "edge_smoothing", "crop_size", "batch_size")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+class QuietPause(io.TextIOBase):
+    """Passes train()'s output through, except its 'Saved ... Resume with ...' line
+    after each run reaches its iteration count: here that is the normal end."""
+
+    def __init__(self, target):
+        self.target = target
+        self.dropped = False
+
+    def write(self, text: str) -> int:
+        drop = (text.startswith("Saved ") and "(paused)" in text) or (self.dropped and text == "\n")
+        if not drop:
+            self.target.write(text)
+        self.dropped = drop and text != "\n"
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+def open_folder(out: Path, settings: dict) -> dict:
+    """Refuse a non-empty folder that is not a benchmark, or a benchmark with
+    other settings; return the stored record (settings, iterations, timings)."""
+    record_path = out / SETTINGS_FILE
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        stored = record.get("settings", {})
+        diff = [f"{k}={stored.get(k)!r} (asked {v!r})" for k, v in settings.items() if stored.get(k) != v]
+        if diff:
+            raise FileExistsError(f"{out} holds a benchmark with other settings: {', '.join(diff)}. Rerun with "
+                                  "those settings to continue it, or choose another --out.")
+        return record
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out} is not empty and holds no benchmark ({SETTINGS_FILE}); "
+                              "choose a new or empty folder (nothing was changed)")
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"settings": settings, "iterations": None, "timing": {}, "wall_s": 0.0}
+    save_record(out, record)
+    return record
+
+
+def save_record(out: Path, record: dict) -> None:
+    ckpt.atomic_write_text(json.dumps(record, indent=2) + "\n", out / SETTINGS_FILE)
+
+
+def run_options(shared: dict, method_options: dict, run_name: str, seed: int, out: Path, size: int, iterations: int,
+                overrides: dict | None = None, resume: bool = False, n_train: int = 1) -> Options:
+    """The options of one training run. Constant learning rate, stopped after
+    `iterations` batches (every epoch holds all `n_train` training images, so a
+    short budget still sees the whole dataset; the epochs never reach the decay)."""
+    values = {**shared, **method_options,
+              "dataroot": str(out / "data"), "name": run_name, "checkpoints_dir": str(out / "checkpoints"),
+              "seed": seed, "load_size": size, "crop_size": size, "max_iters": iterations,
+              "n_epochs": max(1, math.ceil(iterations / max(1, n_train))), "n_epochs_decay": 1,
+              "save_latest_freq": SAVE_EVERY,
+              "save_epoch_freq": 10_000, "print_freq": 50, "continue_train": resume}
+    values.update(overrides or {})
+    return make_options(values)
+
+
+def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> float:
+    """Time a few training steps of one run's method (nothing is written)."""
+    from ..data.datasets import create_dataset
+    from ..methods import create_method
+    from ..train import resolve_device, seed_everything
+
+    seed_everything(opt.seed, False)
+    device = resolve_device(opt)
+    dataset = create_dataset(opt, "train")
+    method = create_method(opt, device)
+    optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
+                  for name, params in method.param_groups().items()}
+    batches = [torch.utils.data.default_collate([dataset[i % len(dataset)]]) for i in range(warmup + steps)]
+    for batch in batches[:warmup]:
+        method.train_step(batch, optimizers)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for batch in batches[warmup:]:
+        method.train_step(batch, optimizers)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps
+
+
+def decide_iterations(budget_s: float, timing: dict, n_seeds: int, minimum: int) -> int:
+    """One iteration count for every method: the budget divided by the time one
+    iteration of every method and seed takes, at least `minimum`."""
+    per_iteration = sum(timing.values()) * n_seeds
+    if per_iteration <= 0:
+        return minimum
+    return max(minimum, int(budget_s / per_iteration + 1e-6) // 10 * 10)
+
+
+@dataclass
+class RunOutcome:
+    status: str                     # "finished", "interrupted" or "unavailable"
+    total_steps: int = 0
+    train_s: float = 0.0
+    trained_now: bool = False
+    reason: str = ""
+
+
+def train_run(opt: Options, iterations: int, progress: bool) -> RunOutcome:
+    """Train one run to `iterations`, resuming a partial one and reusing a finished one."""
+    from ..train import train
+
+    latest = ckpt.state_path(ckpt.run_dir(opt))
+    if latest.exists():
+        state = ckpt.load_training_state(latest)
+        saved = state["options"]
+        different = [k for k in RUN_IDENTITY if k in saved and saved[k] != getattr(opt, k)]
+        if different:
+            raise ckpt.CheckpointError(f"{latest} was trained with other settings ({', '.join(different)}); "
+                                       "choose another --out")
+        if state["total_steps"] >= iterations:
+            return RunOutcome("finished", state["total_steps"], state["elapsed_s"])
+        opt = make_options({**opt.to_dict(), "continue_train": True})
+    with contextlib.redirect_stdout(QuietPause(sys.stdout)):
+        result = train(opt, progress=progress)
+    status = "finished" if result.total_steps >= iterations else "interrupted"
+    return RunOutcome(status, result.total_steps, result.elapsed_s, trained_now=True)
+
+
+def cached_scores(folder: Path, key: dict, compute) -> dict:
+    """scores.json in `folder` when it was computed for the same `key`, else compute and store it."""
+    path = folder / "scores.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return stored["scores"]
+    scores = compute()
+    ckpt.atomic_write_text(json.dumps({"key": key, "scores": scores}, indent=2) + "\n", path)
+    return scores
+
+
+def mean_spread(values: list[float]) -> tuple[float, float] | None:
+    """Mean and half range (max - min) / 2 over seeds."""
+    if not values:
+        return None
+    return float(np.mean(values)), (max(values) - min(values)) / 2
+
+
+def format_duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
