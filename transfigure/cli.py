@@ -222,6 +222,51 @@ def _add_benchmark(sub) -> None:
     a.add_argument("--no_progress", action="store_true", help="no progress bars")
     a.set_defaults(func=_cmd_benchmark)
 
+    c = b_sub.add_parser(
+        "cartoon", help="CartoonGAN, improved CartoonGAN and CycleGAN (+ init phase, + edge smoothing) compared",
+        description="Writes the synthetic photo -> cartoon dataset, trains CartoonGAN, the improved CartoonGAN, "
+                    "CycleGAN, CycleGAN + init phase and CycleGAN + edge smoothing with the same data, sizes and "
+                    "iteration count, and scores the test photos' cartoons against their ground truth (edge F1, "
+                    "color error) and the training domains (FID/KID with a feature network trained on synthetic "
+                    "scenes, labelled FID-syn: not Inception). Writes OUT/table.md, OUT/table.csv, OUT/index.html "
+                    "and OUT/grid.png. It reports; it asserts no ordering. Run the same command again to continue "
+                    "an interrupted benchmark.")
+    c.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
+    c.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="seconds of training for all methods and seeds together; decides the one iteration count "
+                        "(default: transfigure.benchmarks.cartoon.DEFAULT_BUDGET_S; the default run takes under "
+                        "30 min on 2 CPU cores)")
+    c.add_argument("--seeds", type=int, default=1, help="training seeds 0 .. N-1 per method")
+    c.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
+    c.add_argument("--size", type=int, default=64, help="image side in pixels")
+    c.add_argument("--n_train", type=int, default=400, help="training photos (and as many cartoons)")
+    c.add_argument("--n_test", type=int, default=200, help="test photos with ground-truth cartoons")
+    c.add_argument("--content_weights", default="auto", choices=["auto", "imagenet", "random"],
+                   help="content networks' weights: ImageNet (torchvision's cache or download), fixed random "
+                        "weights, or auto: ImageNet when loadable, else random (said in the table)")
+    c.add_argument("--only", nargs="+", metavar="METHOD", default=None,
+                   help="train only these methods: cartoongan improved cyclegan cyclegan_init cyclegan_edges")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    c.add_argument("--no_progress", action="store_true", help="no progress bars")
+    c.set_defaults(func=_cmd_benchmark_cartoon)
+
+
+def _cmd_benchmark_cartoon(args) -> int:
+    from .benchmarks.cartoon import DEFAULT_BUDGET_S, run_cartoon
+
+    if args.size < 32:
+        raise config.ConfigError("--size must be at least 32")
+    try:
+        result = run_cartoon(args.out, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
+                             seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test,
+                             iterations=args.iterations, content_weights=args.content_weights, only=args.only,
+                             threads=args.threads, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nStopped. Run the same command again to continue: finished runs in {args.out} are reused and an "
+              "interrupted one resumes from its last checkpoint.", file=sys.stderr)
+        return 130
+    return 0 if result.complete else 130
+
 
 def _cmd_benchmark(args) -> int:
     from .benchmarks.ablation import DEFAULT_BUDGET_S, run_ablation

@@ -82,10 +82,11 @@ def run_options(shared: dict, method_options: dict, run_name: str, seed: int, ou
     """The options of one training run. Constant learning rate, stopped after
     `iterations` batches (every epoch holds all `n_train` training images, so a
     short budget still sees the whole dataset; the epochs never reach the decay)."""
+    batches_per_epoch = math.ceil(max(1, n_train) / {**shared, **method_options, **(overrides or {})}.get("batch_size", 1))
     values = {**shared, **method_options,
               "dataroot": str(out / "data"), "name": run_name, "checkpoints_dir": str(out / "checkpoints"),
               "seed": seed, "load_size": size, "crop_size": size, "max_iters": iterations,
-              "n_epochs": max(1, math.ceil(iterations / max(1, n_train))), "n_epochs_decay": 1,
+              "n_epochs": max(1, math.ceil(iterations / batches_per_epoch)), "n_epochs_decay": 1,
               "save_latest_freq": SAVE_EVERY,
               "save_epoch_freq": 10_000, "print_freq": 50, "continue_train": resume}
     values.update(overrides or {})

@@ -1,0 +1,124 @@
+"""A small feature network trained on the synthetic street scenes, standing in
+for Inception where no pretrained network can be had (offline, CPU-only
+benchmarks). It learns two things from freshly rendered scenes: which class
+every pixel belongs to (content) and whether an image is a textured photo or
+a flat cartoon (style), so distances between its feature statistics react to
+both. Scores computed with it are labelled "synthetic-scene features" and are
+not comparable with Inception FIDs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from .. import checkpoint as ckpt
+from ..data.synthetic import CLASSES, cartoon_of_scene, render_scene
+from .fid import FeatureNetwork, register_feature_network
+
+NAME = "transfigure-synthetic-scenes"
+LABEL = "FID (synthetic-scene features, not Inception)"
+SCENE_OFFSET = 20_000_000     # scene indices far from any dataset's, so no test scene is seen in training
+
+
+class SyntheticFeatureNet(nn.Module):
+    """Four stride-2 conv blocks; features = spatial means of the last two (64 + 64 values)."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        w = width
+
+        def block(i, o, stride):
+            return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+
+        self.blocks = nn.ModuleList([block(3, w, 2), block(w, 2 * w, 2), block(2 * w, 2 * w, 2),
+                                     block(2 * w, 2 * w, 2)])
+        self.segment = nn.Conv2d(2 * w, len(CLASSES), 1)       # per-pixel classes, from the 1/4 scale
+        self.domain = nn.Linear(4 * w, 2)                       # photo or cartoon, from the features
+
+    def _maps(self, x):
+        maps = []
+        for b in self.blocks:
+            x = b(x)
+            maps.append(x)
+        return maps
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self._maps(x)
+        return torch.cat([maps[2].mean((2, 3)), maps[3].mean((2, 3))], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def losses(self, x, classes, domain):
+        maps = self._maps(x)
+        seg = F.interpolate(self.segment(maps[1]), size=classes.shape[-2:], mode="bilinear", align_corners=False)
+        feats = torch.cat([maps[2].mean((2, 3)), maps[3].mean((2, 3))], 1)
+        return F.cross_entropy(seg, classes), F.cross_entropy(self.domain(feats), domain)
+
+
+def _scenes(size: int, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` scenes as photos then cartoons: images [2N, 3, S, S] in [-1, 1], class maps [2N, S, S]."""
+    photos, cartoons, classes = [], [], []
+    for i in range(count):
+        cls, inst, photo = render_scene(size, seed, "train", SCENE_OFFSET + i)
+        photos.append(photo)
+        cartoons.append(cartoon_of_scene(cls, inst, photo))
+        classes.append(cls)
+    images = torch.from_numpy(np.stack(photos + cartoons)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return images, torch.from_numpy(np.stack(classes + classes)).long()
+
+
+def train_feature_net(path: str | Path, size: int = 64, seed: int = 0, scenes: int = 1500, steps: int = 600,
+                      batch_size: int = 32, progress: bool = True) -> Path:
+    """Train the network on freshly rendered scenes and save it to `path` (reused
+    when it exists with the same settings). Deterministic for a seed."""
+    path = Path(path)
+    settings = {"size": size, "seed": seed, "scenes": scenes, "steps": steps, "batch_size": batch_size}
+    if path.is_file():
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if json.loads(stored["settings"]) == settings:
+            return path
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        images, classes = _scenes(size, seed, scenes)
+        domain = torch.cat([torch.zeros(scenes), torch.ones(scenes)]).long()
+        net = SyntheticFeatureNet()
+        optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+        order = torch.randperm(len(images))
+        bar = range(steps)
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(bar, desc="feature network", unit="step")
+        for step in bar:
+            idx = order[(step * batch_size + torch.arange(batch_size)) % len(order)]
+            flip = torch.rand(batch_size) < 0.5
+            x, y = images[idx], classes[idx]
+            x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+            seg_loss, dom_loss = net.losses(x, y, domain[idx])
+            optimizer.zero_grad(set_to_none=True)
+            (seg_loss + dom_loss).backward()
+            optimizer.step()
+    net.eval()
+    buffer = {"settings": json.dumps(settings), "state_dict": net.state_dict()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_torch_save(buffer, path)
+    return path
+
+
+def load_feature_net(path: str | Path | None) -> SyntheticFeatureNet:
+    if path is None or not Path(path).is_file():
+        raise FileNotFoundError(f"synthetic feature network {path}: no such file (train_feature_net writes it)")
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    net = SyntheticFeatureNet()
+    net.load_state_dict(stored["state_dict"])
+    return net.eval().requires_grad_(False)
+
+
+def feature_network() -> FeatureNetwork:
+    """Register the network with the FID code; pass its file as the weights path."""
+    return register_feature_network(NAME, load_feature_net, LABEL)
