@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from . import config
 
@@ -155,6 +156,109 @@ def _add_evaluate(sub) -> None:
     seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.set_defaults(func=_cmd_segmentation)
 
+    f = ev_sub.add_parser(
+        "fid", help="FID and KID between two image folders (torch-fidelity's TF-exact Inception)",
+        description="FID and KID of --fake against --real with torch-fidelity's Inception (comparable with "
+                    "published FIDs). The weights file (weights-inception-2015-12-05-6726825d.pth, ~95 MB) comes "
+                    "from --inception_weights, else torch's cache, downloaded when missing. The real folder's "
+                    "features are cached and recomputed when one of its files changes.")
+    f.add_argument("--real", required=True, help="folder of real images (e.g. the target domain's test set)")
+    f.add_argument("--fake", required=True, help="folder of generated images")
+    f.add_argument("--inception_weights", default=None, metavar="PATH",
+                   help="local Inception weights file (for offline use)")
+    f.add_argument("--batch_size", type=int, default=64)
+    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    f.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="resize every image to H x W first (needed when a folder mixes sizes)")
+    f.add_argument("--no_kid", action="store_true", help="FID only")
+    f.add_argument("--no_cache", action="store_true", help="do not cache the real folder's features")
+    f.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
+    f.add_argument("--no_progress", action="store_true")
+    f.set_defaults(func=_cmd_fid)
+    _add_evaluate_run(ev_sub)
+
+
+def _add_evaluate_run(ev_sub) -> None:
+    r = ev_sub.add_parser(
+        "run", help="translate a run's test split and measure it (FID/KID, PSNR/SSIM, segmentation)",
+        description="Translates the test split of the run's dataset with its checkpoint and writes "
+                    "RESULTS_DIR/NAME/metrics.json: FID and KID against the target domain and against the source "
+                    "domain (content kept), PSNR/SSIM where ground-truth pairs exist, segmentation scores where "
+                    "the target images are label maps. Translated images are kept and reused while the "
+                    "checkpoint is unchanged.")
+    r.add_argument("--name", required=True, help="the run (a folder under --checkpoints_dir)")
+    r.add_argument("--checkpoints_dir", default="checkpoints")
+    r.add_argument("--results_dir", default="results")
+    r.add_argument("--phase", default="test", help="dataset split to translate (folders <phase>A/<phase>B)")
+    r.add_argument("--epoch", default="latest", help="checkpoint: 'latest' or an epoch number")
+    r.add_argument("--dataroot", default=None, help="dataset folder (default: the one the run trained on)")
+    r.add_argument("--palette", default=None,
+                   help="palette.json (or a folder holding one) for segmentation scores; synthetic datasets "
+                        "carry one")
+    r.add_argument("--labels_domain", default=None, choices=["A", "B"],
+                   help="which domain holds label maps (default: as palette.json says)")
+    r.add_argument("--extractor", default="inception", choices=["inception", "synthetic-scenes"],
+                   help="FID/KID features: torch-fidelity's Inception (comparable with papers), or a small "
+                        "network trained on the synthetic scenes (offline; labelled, not comparable)")
+    r.add_argument("--extractor_weights", default=None, metavar="PATH",
+                   help="weights of the extractor: Inception's file for offline use; for synthetic-scenes the "
+                        "network's file (trained there, ~30 s, when missing)")
+    r.add_argument("--no_kid", action="store_true", help="FID only")
+    r.add_argument("--train_mode", action="store_true",
+                   help="batch norm and dropout in training mode at test time (default: eval mode)")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--no_progress", action="store_true")
+    r.set_defaults(func=_cmd_evaluate_run)
+
+
+def _cmd_evaluate_run(args) -> int:
+    from .evaluate.fid import INCEPTION
+    from .evaluate.run import evaluate_run, format_metrics, run_options
+    from .train import resolve_device
+
+    device = resolve_device(config.make_options({"device": args.device}))
+    extractor, weights = INCEPTION, args.extractor_weights
+    if args.extractor == "synthetic-scenes":
+        from .evaluate.synthetic_features import feature_network, train_feature_net
+        if not weights:
+            raise config.ConfigError("--extractor synthetic-scenes needs --extractor_weights PATH (the network's "
+                                     "file; it is trained there when missing)")
+        if not Path(weights).is_file():
+            size = run_options(args.name, args.checkpoints_dir).get("crop_size", 64)
+            print(f"Training the synthetic-scene feature network into {weights} ({size} px)")
+            train_feature_net(weights, size=size, progress=not args.no_progress)
+        extractor = feature_network().name
+    metrics = evaluate_run(args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
+                           phase=args.phase, epoch=args.epoch, dataroot=args.dataroot, palette=args.palette,
+                           labels_domain=args.labels_domain, extractor=extractor, weights_path=weights,
+                           kid=not args.no_kid, eval_mode=not args.train_mode, device=device,
+                           progress=not args.no_progress)
+    print(format_metrics(metrics))
+    print(f"Wrote {Path(args.results_dir) / args.name / 'metrics.json'}")
+    return 0
+
+
+def _cmd_fid(args) -> int:
+    import json
+
+    from .evaluate.fid import fid_kid
+    from .train import resolve_device
+
+    if args.batch_size < 1:
+        raise config.ConfigError("--batch_size must be at least 1")
+    device = resolve_device(config.make_options({"device": args.device}))
+    result = fid_kid(args.real, args.fake, weights_path=args.inception_weights, kid=not args.no_kid,
+                     batch_size=args.batch_size, device=device, size=tuple(args.size) if args.size else None,
+                     cache_real=not args.no_cache, progress=not args.no_progress)
+    print(f"FID {result['fid']:.3f} ({result['n_fake']} generated vs {result['n_real']} real images)")
+    if "kid_mean" in result:
+        print(f"KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}")
+    if args.json:
+        from .checkpoint import atomic_write_text
+        atomic_write_text(json.dumps(result, indent=2) + "\n", Path(args.json))
+        print(f"Wrote {args.json}")
+    return 0
+
 
 def _cmd_segmentation(args) -> int:
     import tempfile
@@ -184,6 +288,27 @@ def _cmd_segmentation(args) -> int:
         with tempfile.TemporaryDirectory(prefix="transfigure_seg_") as tmp:
             scores = score_photos(segmenter, args.photos, args.gt, colors, tmp, device=device)
     print(format_scores(scores))
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="compare runs side by side: metrics, sample grids, loss curves, settings",
+        description="Writes OUT/index.html, OUT/table.md and OUT/table.csv for the runs: their metrics from "
+                    "`evaluate run` (best value in bold; missing ones as — with the reason), grids of the same test "
+                    "inputs through every run, loss curves, training time and the settings that differ.")
+    p.add_argument("--runs", nargs="+", required=True, metavar="NAME", help="runs to compare")
+    p.add_argument("--out", required=True, help="folder for the report (new, empty, or an earlier report's)")
+    p.add_argument("--checkpoints_dir", default="checkpoints")
+    p.add_argument("--results_dir", default="results", help="where `evaluate run` wrote metrics.json")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from .evaluate.report import write_report
+
+    page = write_report(args.runs, args.out, args.checkpoints_dir, args.results_dir)
+    print(f"Report: {page}")
     return 0
 
 
@@ -246,20 +371,36 @@ def _add_benchmark(sub) -> None:
                         "weights, or auto: ImageNet when loadable, else random (said in the table)")
     c.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                    help="train only these methods: cartoongan improved cyclegan cyclegan_init cyclegan_edges")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="a training option for every run, e.g. --set ngf=32 (repeatable); part of the settings")
+    c.add_argument("--feature_steps", type=int, default=600,
+                   help="training steps of the evaluation feature network")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     c.add_argument("--no_progress", action="store_true", help="no progress bars")
     c.set_defaults(func=_cmd_benchmark_cartoon)
 
 
+def _parse_overrides(items: list[str]) -> dict:
+    """--set KEY=VALUE options of the benchmarks, checked and typed like training options."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in config.OPTION_FIELDS:
+            raise config.ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a training option")
+        overrides[key] = config._coerce(key, value)
+    return overrides
+
+
 def _cmd_benchmark_cartoon(args) -> int:
     from .benchmarks.cartoon import DEFAULT_BUDGET_S, run_cartoon
 
-    if args.size < 32:
-        raise config.ConfigError("--size must be at least 32")
+    if args.size < 32 or args.feature_steps < 1:
+        raise config.ConfigError("--size must be at least 32 and --feature_steps at least 1")
     try:
         result = run_cartoon(args.out, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
                              seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test,
-                             iterations=args.iterations, content_weights=args.content_weights, only=args.only,
+                             iterations=args.iterations, content_weights=args.content_weights,
+                             overrides=_parse_overrides(args.overrides), feature_steps=args.feature_steps, only=args.only,
                              threads=args.threads, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"\nStopped. Run the same command again to continue: finished runs in {args.out} are reused and an "
@@ -271,12 +412,7 @@ def _cmd_benchmark_cartoon(args) -> int:
 def _cmd_benchmark(args) -> int:
     from .benchmarks.ablation import DEFAULT_BUDGET_S, run_ablation
 
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or key not in config.OPTION_FIELDS:
-            raise config.ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a training option")
-        overrides[key] = config._coerce(key, value)
+    overrides = _parse_overrides(args.overrides)
     if args.size < 24 or args.n_train < 1 or args.n_test < 1:
         raise config.ConfigError("--size must be at least 24, --n_train and --n_test at least 1")
     try:
@@ -342,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image-to-image translation with GANs (CycleGAN, pix2pix, CartoonGAN). Run `transfigure COMMAND --help` for a "
                     "command's options; `transfigure demo` shows the whole pipeline in minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_benchmark, _add_cartoonize, _add_demo):
+    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_report, _add_benchmark, _add_cartoonize, _add_demo):
         add(sub)
     return parser
 

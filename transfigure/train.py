@@ -19,7 +19,7 @@ from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
 from .methods import create_method
-from .visuals import save_visuals_grid
+from .visuals import save_visuals_grid, visuals_grid, write_run_page
 
 
 def resolve_device(opt: Options) -> torch.device:
@@ -148,6 +148,7 @@ class Trainer:
         ckpt.write_options(opt, self.dir)
         self.log_path = self.dir / "loss_log.jsonl"
         self._trim_log()
+        self.tensorboard = _tensorboard_writer(self.dir / "tensorboard")
 
     # --- state -------------------------------------------------------------
     def _resume_state(self) -> dict | None:
@@ -235,9 +236,13 @@ class Trainer:
     def _write_samples(self, label: str) -> None:
         for net in self.method.nets.values():
             net.eval()
-        save_visuals_grid(self.method.visuals(self.sample_batch), self.dir / "samples" / f"{label}.png")
+        visuals = self.method.visuals(self.sample_batch)
+        save_visuals_grid(visuals, self.dir / "samples" / f"{label}.png")
         for net in self.method.nets.values():
             net.train()
+        write_run_page(self.dir, self.opt.name)
+        if self.tensorboard is not None:
+            self.tensorboard.add_image("samples", (visuals_grid(visuals) + 1) / 2, self.total_steps)
 
     def run(self) -> TrainResult:
         o = self.opt
@@ -272,6 +277,9 @@ class Trainer:
                                               "time": round(self.elapsed_s, 3), **means}) + "\n")
                         log.flush()
                         window.clear()
+                        if self.tensorboard is not None:
+                            for k, v in means.items():
+                                self.tensorboard.add_scalar(f"loss/{k}", v, self.total_steps)
                     if o.display_freq and self.total_steps % o.display_freq == 0:
                         self._write_samples(f"iter_{self.total_steps:07d}")
                     if self.total_steps % o.save_latest_freq == 0:
@@ -301,7 +309,18 @@ class Trainer:
             print(f"Saved {ckpt.state_path(self.dir)} at iteration {self.total_steps} ({status}). "
                   f"Resume with: transfigure train --name {o.name} --checkpoints_dir {o.checkpoints_dir} "
                   "--continue_train")
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return TrainResult(self.dir, status, self.epoch, self.total_steps, self.elapsed_s)
+
+
+def _tensorboard_writer(folder: Path):
+    """A SummaryWriter when TensorBoard is installed (pip install 'transfigure[tensorboard]'), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
 
 
 def train(opt: Options, progress: bool = True) -> TrainResult:

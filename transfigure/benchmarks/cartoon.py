@@ -274,21 +274,26 @@ class BenchmarkResult:
 
 def run_cartoon(out: str | Path, budget_s: float = DEFAULT_BUDGET_S, seeds: int = 1, size: int = 64,
                 n_train: int = 400, n_test: int = 200, iterations: int | None = None, content_weights: str = "auto",
-                only: list[str] | None = None, threads: int | None = None, progress: bool = True) -> BenchmarkResult:
+                overrides: dict | None = None, feature_steps: int = 600, only: list[str] | None = None,
+                threads: int | None = None, progress: bool = True) -> BenchmarkResult:
     """Train and score every method x seed; write table.md, table.csv, index.html and grid.png in OUT.
-    A rerun with the same OUT reuses finished runs and continues interrupted ones."""
+    `overrides` apply to every run's options (e.g. smaller networks); `feature_steps`
+    trains the evaluation network. A rerun with the same OUT reuses finished runs
+    and continues interrupted ones."""
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
     if threads < 1:
         raise ValueError("--threads must be at least 1")
     torch.set_num_threads(threads)
     try:
-        return _run(Path(out), budget_s, seeds, size, n_train, n_test, iterations, content_weights, only, progress)
+        return _run(Path(out), budget_s, seeds, size, n_train, n_test, iterations, content_weights,
+                    dict(overrides or {}), feature_steps, only, progress)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weights, only, progress) -> BenchmarkResult:
+def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weights, overrides, feature_steps, only,
+         progress) -> BenchmarkResult:
     started = time.perf_counter()
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
@@ -304,9 +309,10 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
                              f"{', '.join(m.key for m in all_methods)}")
         all_methods = [m for m in all_methods if m.key in only]
     settings = {"task": "photo2cartoon", "size": size, "n_train": n_train, "n_test": n_test, "data_seed": DATA_SEED,
-                "content_weights": content_weights}
+                "content_weights": content_weights, "overrides": dict(sorted(overrides.items())),
+                "feature_steps": feature_steps}
     for m in all_methods:  # check every run's options before anything is written
-        run_options(SHARED, {**m.options, "content_weights": RANDOM_WEIGHTS}, m.key, 0, out, size, 1)
+        run_options(SHARED, {**m.options, "content_weights": RANDOM_WEIGHTS}, m.key, 0, out, size, 1, overrides)
     record = open_folder(out, settings)
 
     data = out / "data"
@@ -316,7 +322,8 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     log("Edge-smoothed training cartoons (CartoonGAN's extra fakes)")
     smooth_edges_folder(data / "trainB", data / "trainB_smooth", progress=progress)
     log("Evaluation feature network (trained on synthetic scenes)")
-    feature_net_path = train_feature_net(out / "feature_net.pt", size=size, seed=DATA_SEED, progress=progress)
+    feature_net_path = train_feature_net(out / "feature_net.pt", size=size, seed=DATA_SEED, steps=feature_steps,
+                                         progress=progress)
 
     if record.get("content_weights"):
         weights = record["content_weights"]
@@ -339,7 +346,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
         timing = {}
         for m in all_methods:
             opt = run_options(SHARED, _with_weights(m.options, weights), f"{m.key}_timing", 0, out, size, 1,
-                              n_train=n_train)
+                              overrides, n_train=n_train)
             timing[m.key] = seconds_per_iteration(opt)
             log(f"  {m.label}: {timing[m.key] * 1000:.0f} ms per iteration")
         iterations = decide_iterations(budget_s, timing, len(seed_list), MIN_ITERATIONS)
@@ -358,7 +365,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
             done += 1
             name = f"{m.key}_seed{seed}"
             opt = run_options(SHARED, _with_weights(m.options, weights), name, seed, out, size, iterations,
-                              n_train=n_train)
+                              overrides, n_train=n_train)
             log(f"[{done}/{total}] {m.label}, seed {seed} ({name})")
             outcome = train_run(opt, iterations, progress)
             log(f"    {'trained' if outcome.trained_now else 'reusing the finished run:'} {outcome.total_steps} "

@@ -94,7 +94,7 @@ def run_options(shared: dict, method_options: dict, run_name: str, seed: int, ou
 
 
 def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> float:
-    """Time a few training steps of one run's method (nothing is written)."""
+    """Time a few training steps of one run's method at its batch size (nothing is written)."""
     from ..data.datasets import create_dataset
     from ..methods import create_method
     from ..train import resolve_device, seed_everything
@@ -105,7 +105,11 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     method = create_method(opt, device)
     optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
                   for name, params in method.param_groups().items()}
-    batches = [torch.utils.data.default_collate([dataset[i % len(dataset)]]) for i in range(warmup + steps)]
+    if hasattr(method, "set_epoch"):  # time the adversarial step, past any content-only initialization phase
+        method.set_epoch(opt.epoch_count + opt.init_epochs)
+    n = opt.batch_size
+    batches = [torch.utils.data.default_collate([dataset[(i * n + j) % len(dataset)] for j in range(n)])
+               for i in range(warmup + steps)]
     for batch in batches[:warmup]:
         method.train_step(batch, optimizers)
     if device.type == "cuda":

@@ -46,7 +46,7 @@ def f1_from_counts(counts: np.ndarray) -> dict:
 
 def color_error(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean CIE76 delta E between two uint8 HxWx3 RGB images."""
-    lab = [rgb_to_lab(torch.from_numpy(a).permute(2, 0, 1).double() / 255) for a in (pred, true)]
+    lab = [rgb_to_lab(torch.from_numpy(np.array(a, np.float64)).permute(2, 0, 1) / 255) for a in (pred, true)]
     return float((lab[0] - lab[1]).pow(2).sum(0).sqrt().mean())
 
 
@@ -62,7 +62,7 @@ def score_cartoon_folders(pred_dir: str | Path, true_dir: str | Path, tolerance:
                                 f"{' ...' if len(missing) > 3 else ''} of {pred_dir}")
     counts, errors = np.zeros(4, np.int64), []
     for p in preds:
-        pred, true = (np.asarray(load_image(f, 3)) for f in (p, truths[p.stem]))
+        pred, true = (np.array(load_image(f, 3)) for f in (p, truths[p.stem]))
         if pred.shape != true.shape:
             raise ValueError(f"{p} is {pred.shape[1]}x{pred.shape[0]} but its ground truth {truths[p.stem]} is "
                              f"{true.shape[1]}x{true.shape[0]}")

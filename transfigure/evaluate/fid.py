@@ -11,6 +11,8 @@ Inception FIDs; `metric_label` gives the name to print them under.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
 from ..data.images import list_images, load_image
 
@@ -114,26 +117,144 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
+class InceptionWeightsError(RuntimeError):
+    """The Inception weights FID needs are missing and could not be fetched (or are unusable)."""
+
+
+INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                 "weights-inception-2015-12-05-6726825d.pth")
+INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]
+INCEPTION_SHA256_PREFIX = "6726825d"   # torch.hub convention: the file name carries the start of its sha256
+
+
+def inception_weights(path: str | None = None, progress: bool = True) -> str:
+    """A local file of torch-fidelity's Inception weights: `path`, else torch's hub cache
+    ($TORCH_HOME/hub/checkpoints), downloading into it when missing. Files are checked to
+    be plain tensors (never unpickled as code) before torch-fidelity loads them."""
+    from ..download import DownloadError, download
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    how = (f"Download {INCEPTION_URL} on a machine with internet and pass it with --inception_weights PATH, "
+           f"or put it in {cache.parent}/ (torch's cache; $TORCH_HOME moves it).")
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise InceptionWeightsError(f"--inception_weights {file}: no such file. FID needs {INCEPTION_FILE}, "
+                                        f"torch-fidelity's TF-Inception weights. {how}")
+    else:
+        file = cache
+        if not file.is_file():
+            try:
+                download(INCEPTION_URL, file, sha256_prefix=INCEPTION_SHA256_PREFIX, progress=progress)
+            except DownloadError as e:
+                raise InceptionWeightsError(
+                    f"FID needs {INCEPTION_FILE} (torch-fidelity's TF-Inception weights, ~95 MB); it is not in "
+                    f"{cache.parent} and could not be downloaded ({e}). {how}") from None
+    try:
+        torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InceptionWeightsError(f"{file} is not a usable Inception weights file ({type(e).__name__}: {e}). "
+                                    f"{how}") from e
+    return str(file)
+
+
+def _feature_extractor(extractor: str, weights_path: str | None, device: torch.device, progress: bool):
+    from torch_fidelity.utils import create_feature_extractor
+
+    if extractor == INCEPTION:
+        weights_path = inception_weights(weights_path, progress)
+    elif extractor not in _NETWORKS:
+        raise ValueError(f"feature extractor {extractor!r} is not registered (known: "
+                         f"{', '.join([INCEPTION, *_NETWORKS])})")
+    layer = "2048" if extractor == INCEPTION else "features"
+    net = create_feature_extractor(extractor, [layer], cuda=device.type == "cuda",
+                                   feature_extractor_weights_path=weights_path, verbose=False)
+    return net, layer, weights_path
+
+
+def _fingerprint(dataset: ImageFolderDataset, extractor: str, weights_path: str | None) -> str:
+    """Changes when any image file, the size, the extractor or its weights file change."""
+    h = hashlib.sha256(json.dumps([extractor, dataset.size, dataset.resize]).encode())
+    files = [Path(weights_path)] if weights_path else []
+    for f in files + dataset.paths:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def folder_features(folder: str | Path, extractor: str = INCEPTION, weights_path: str | None = None,
+                    batch_size: int = 64, device: str | torch.device | None = None,
+                    size: tuple[int, int] | None = None, cache: bool = False, progress: bool = False) -> torch.Tensor:
+    """[N, D] features of every image in `folder`. With `cache`, they are kept in
+    $TRANSFIGURE_CACHE/fid_stats and reused until a file in the folder changes."""
+    from ..download import cache_dir
+
+    device = torch.device(device) if device is not None else \
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dataset = ImageFolderDataset(folder, size)
+    net, layer, weights_path = _feature_extractor(extractor, weights_path, device, progress)
+    stored = None
+    if cache:
+        key = _fingerprint(dataset, extractor, weights_path)
+        stored = cache_dir() / "fid_stats" / f"{key}.pt"
+        if stored.is_file():
+            return torch.load(stored, map_location="cpu", weights_only=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    chunks = []
+    with torch.no_grad(), tqdm(total=len(dataset), unit="image", desc=f"features of {dataset.folder.name}",
+                               disable=not progress, leave=False) as bar:
+        for batch in loader:
+            features = net.convert_features_tuple_to_dict(net(batch.to(device)))[layer]
+            chunks.append(features.float().cpu())
+            bar.update(len(batch))
+    features = torch.cat(chunks)
+    if stored is not None:
+        from ..checkpoint import atomic_torch_save
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(features, stored)
+    return features
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of [N, D] features (torch-fidelity's code)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    stats = fid_features_to_statistics(features.cpu())
+    return stats["mu"], stats["sigma"]
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), by torch-fidelity's code."""
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    out = fid_statistics_to_metric({"mu": mu1, "sigma": sigma1}, {"mu": mu2, "sigma": sigma2}, verbose=False)
+    return float(out["frechet_inception_distance"])
+
+
+def kernel_distance(fake: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
+    """KID mean and std (torch-fidelity's estimator, its default subsets and seed)."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    out = kid_features_to_metric(fake, real, kid_subset_size=min(1000, len(fake), len(real)), verbose=False)
+    return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
+
+
 def fid_kid(real: str | Path, fake: str | Path, extractor: str = INCEPTION, weights_path: str | None = None,
             kid: bool = True, batch_size: int = 64, device: str | torch.device | None = None,
-            size: tuple[int, int] | None = None, progress: bool = False) -> dict:
-    """FID (and KID mean/std when `kid`) between two image folders, with torch-fidelity.
-    Returns {"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor"}."""
-    import torch_fidelity
-
-    datasets = [ImageFolderDataset(real, size), ImageFolderDataset(fake, size)]
-    n_real, n_fake = len(datasets[0]), len(datasets[1])
+            size: tuple[int, int] | None = None, cache_real: bool = False, progress: bool = False) -> dict:
+    """FID (and KID mean/std when `kid`) between two image folders. `cache_real`
+    keeps the real folder's features until one of its files changes.
+    Returns {"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor", "label"}."""
+    common = dict(extractor=extractor, weights_path=weights_path, batch_size=batch_size, device=device, size=size,
+                  progress=progress)
+    real_features = folder_features(real, cache=cache_real, **common)
+    fake_features = folder_features(fake, **common)
+    n_real, n_fake = len(real_features), len(fake_features)
     if min(n_real, n_fake) < 2:
         raise ValueError(f"FID needs at least 2 images in each folder ({real}: {n_real}, {fake}: {n_fake})")
-    cuda = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
-    metrics = torch_fidelity.calculate_metrics(
-        input1=datasets[1], input2=datasets[0], fid=True, kid=kid, feature_extractor=extractor,
-        feature_extractor_weights_path=weights_path, batch_size=batch_size, cuda=cuda, verbose=progress,
-        kid_subset_size=min(1000, n_real, n_fake), samples_shuffle=False, cache=False,
-        save_cpu_ram=True)  # no worker processes: forking a threaded process can deadlock
-    out = {"fid": float(metrics["frechet_inception_distance"]), "n_real": n_real, "n_fake": n_fake,
-           "extractor": extractor}
+    out = {"fid": frechet_distance(*feature_statistics(real_features), *feature_statistics(fake_features)),
+           "n_real": n_real, "n_fake": n_fake,
+           "extractor": extractor, "label": metric_label(extractor)}
     if kid:
-        out["kid_mean"] = float(metrics["kernel_inception_distance_mean"])
-        out["kid_std"] = float(metrics["kernel_inception_distance_std"])
+        out["kid_mean"], out["kid_std"] = kernel_distance(fake_features, real_features)
     return out
