@@ -185,3 +185,30 @@ def test_offline_without_inception_weights_is_one_clear_error(tmp_path, monkeypa
     torch.save({"net": ColorStats()}, unsafe)       # a pickled module, not plain tensors: never unpickled
     with pytest.raises(fid.InceptionWeightsError, match="not a usable"):
         fid.inception_weights(str(unsafe))
+
+
+def test_inception_path_end_to_end_with_a_local_weights_file(tmp_path, monkeypatch, capsys):
+    """The real Inception code path (TF-style resize to 299, 2048 features) through the CLI,
+    with a local file of the right layout. Random weights: the published file cannot be
+    downloaded here; the layout is the one torch-fidelity loads."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from transfigure.cli import main
+
+    with monkeypatch.context() as m:   # build the module once without its (unavailable) weights
+        m.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        m.setattr("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {})
+        torch.manual_seed(0)
+        state = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(state, weights)
+    monkeypatch.setenv("TRANSFIGURE_CACHE", str(tmp_path / "cache"))
+    a = _folder(tmp_path / "a", _random_images(0, 4, size=40))
+    b = _folder(tmp_path / "b", _random_images(1, 3, size=40, brightness=60))
+    out = tmp_path / "fid.json"
+    assert main(["evaluate", "fid", "--real", str(a), "--fake", str(b), "--inception_weights", str(weights),
+                 "--batch_size", "2", "--json", str(out), "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    result = __import__("json").loads(out.read_text())
+    assert printed.startswith("FID ") and result["fid"] > 0 and result["n_real"] == 4 and "kid_mean" in result
+    assert result["label"] == "FID"

@@ -164,8 +164,7 @@ def _add_evaluate(sub) -> None:
                     "features are cached and recomputed when one of its files changes.")
     f.add_argument("--real", required=True, help="folder of real images (e.g. the target domain's test set)")
     f.add_argument("--fake", required=True, help="folder of generated images")
-    f.add_argument("--inception_weights", default=None, metavar="PATH",
-                   help="local Inception weights file (for offline use)")
+    _add_extractor_arguments(f)
     f.add_argument("--batch_size", type=int, default=64)
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     f.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
@@ -197,12 +196,7 @@ def _add_evaluate_run(ev_sub) -> None:
                         "carry one")
     r.add_argument("--labels_domain", default=None, choices=["A", "B"],
                    help="which domain holds label maps (default: as palette.json says)")
-    r.add_argument("--extractor", default="inception", choices=["inception", "synthetic-scenes"],
-                   help="FID/KID features: torch-fidelity's Inception (comparable with papers), or a small "
-                        "network trained on the synthetic scenes (offline; labelled, not comparable)")
-    r.add_argument("--extractor_weights", default=None, metavar="PATH",
-                   help="weights of the extractor: Inception's file for offline use; for synthetic-scenes the "
-                        "network's file (trained there, ~30 s, when missing)")
+    _add_extractor_arguments(r)
     r.add_argument("--no_kid", action="store_true", help="FID only")
     r.add_argument("--train_mode", action="store_true",
                    help="batch norm and dropout in training mode at test time (default: eval mode)")
@@ -212,22 +206,11 @@ def _add_evaluate_run(ev_sub) -> None:
 
 
 def _cmd_evaluate_run(args) -> int:
-    from .evaluate.fid import INCEPTION
     from .evaluate.run import evaluate_run, format_metrics, run_options
     from .train import resolve_device
 
     device = resolve_device(config.make_options({"device": args.device}))
-    extractor, weights = INCEPTION, args.extractor_weights
-    if args.extractor == "synthetic-scenes":
-        from .evaluate.synthetic_features import feature_network, train_feature_net
-        if not weights:
-            raise config.ConfigError("--extractor synthetic-scenes needs --extractor_weights PATH (the network's "
-                                     "file; it is trained there when missing)")
-        if not Path(weights).is_file():
-            size = run_options(args.name, args.checkpoints_dir).get("crop_size", 64)
-            print(f"Training the synthetic-scene feature network into {weights} ({size} px)")
-            train_feature_net(weights, size=size, progress=not args.no_progress)
-        extractor = feature_network().name
+    extractor, weights = _extractor(args, run_options(args.name, args.checkpoints_dir).get("crop_size", 64))
     metrics = evaluate_run(args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
                            phase=args.phase, epoch=args.epoch, dataroot=args.dataroot, palette=args.palette,
                            labels_domain=args.labels_domain, extractor=extractor, weights_path=weights,
@@ -238,21 +221,49 @@ def _cmd_evaluate_run(args) -> int:
     return 0
 
 
+def _add_extractor_arguments(p) -> None:
+    p.add_argument("--extractor", default="inception", choices=["inception", "synthetic-scenes"],
+                   help="FID/KID features: torch-fidelity's Inception (comparable with papers), or a small "
+                        "network trained on the synthetic scenes (offline; labelled, not comparable)")
+    p.add_argument("--extractor_weights", "--inception_weights", default=None, metavar="PATH",
+                   dest="extractor_weights",
+                   help="the extractor's weights file: Inception's, for offline use (else torch's cache, "
+                        "downloaded when missing); for synthetic-scenes the network's file, trained there (~30 s) "
+                        "when missing")
+
+
+def _extractor(args, image_size: int) -> tuple[str, str | None]:
+    """(registered extractor name, weights path) from --extractor/--extractor_weights."""
+    from .evaluate.fid import INCEPTION
+
+    if args.extractor == "inception":
+        return INCEPTION, args.extractor_weights
+    from .evaluate.synthetic_features import feature_network, train_feature_net
+    if not args.extractor_weights:
+        raise config.ConfigError("--extractor synthetic-scenes needs --extractor_weights PATH (the network's file; "
+                                 "it is trained there when missing)")
+    if not Path(args.extractor_weights).is_file():
+        print(f"Training the synthetic-scene feature network into {args.extractor_weights} ({image_size} px)")
+        train_feature_net(args.extractor_weights, size=image_size, progress=not args.no_progress)
+    return feature_network().name, args.extractor_weights
+
+
 def _cmd_fid(args) -> int:
     import json
 
-    from .evaluate.fid import fid_kid
+    from .evaluate.fid import fid_kid, metric_label
     from .train import resolve_device
 
     if args.batch_size < 1:
         raise config.ConfigError("--batch_size must be at least 1")
     device = resolve_device(config.make_options({"device": args.device}))
-    result = fid_kid(args.real, args.fake, weights_path=args.inception_weights, kid=not args.no_kid,
+    extractor, weights = _extractor(args, 64)
+    result = fid_kid(args.real, args.fake, extractor=extractor, weights_path=weights, kid=not args.no_kid,
                      batch_size=args.batch_size, device=device, size=tuple(args.size) if args.size else None,
                      cache_real=not args.no_cache, progress=not args.no_progress)
-    print(f"FID {result['fid']:.3f} ({result['n_fake']} generated vs {result['n_real']} real images)")
+    print(f"{result['label']} {result['fid']:.3f} ({result['n_fake']} generated vs {result['n_real']} real images)")
     if "kid_mean" in result:
-        print(f"KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}")
+        print(f"{metric_label(extractor, 'KID')} {result['kid_mean']:.5f} ± {result['kid_std']:.5f}")
     if args.json:
         from .checkpoint import atomic_write_text
         atomic_write_text(json.dumps(result, indent=2) + "\n", Path(args.json))
