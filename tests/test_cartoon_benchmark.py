@@ -2,7 +2,6 @@
 trains through the real loop, the table, CSV, page and grid are written, a
 rerun reuses the finished runs, and other settings are refused."""
 import csv
-import html.parser
 from pathlib import Path
 
 import pytest

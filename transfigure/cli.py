@@ -323,6 +323,22 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _add_benchmark_arguments(p, module: str, seeds: int, threads: str) -> None:
+    """The options every benchmark has."""
+    p.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="seconds of training for all methods and seeds together; decides the one iteration count "
+                        f"(default: transfigure.benchmarks.{module}.DEFAULT_BUDGET_S; the default run takes under "
+                        "30 min on 2 CPU cores)")
+    p.add_argument("--seeds", type=int, default=seeds, help="training seeds 0 .. N-1 per method")
+    p.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="a training option for every run, e.g. --set ngf=32 (repeatable); part of the settings")
+    p.add_argument("--threads", type=int, default=None, help=f"torch CPU threads (default: {threads})")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+
+
 def _add_benchmark(sub) -> None:
     p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks")
     b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
@@ -334,14 +350,8 @@ def _add_benchmark(sub) -> None:
                     "OUT/table.md, OUT/table.csv and OUT/index.html. Run the same command again to continue an "
                     "interrupted benchmark: finished runs are reused.")
     a.add_argument("--task", default="labels2photo", choices=["labels2photo"])
-    a.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
-    a.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="seconds of training for all methods and seeds together; decides the one iteration count "
-                        "(default: transfigure.benchmarks.ablation.DEFAULT_BUDGET_S; the default run of 2 seeds takes under 30 min "
-                        "on 2 CPU cores)")
-    a.add_argument("--seeds", type=int, default=2, help="training seeds 0 .. N-1 per method")
-    a.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
-    a.add_argument("--size", type=int, default=64, help="image side in pixels")
+    _add_benchmark_arguments(a, "ablation", seeds=2, threads="1 up to --size 64, where a second thread buys nothing "
+                                                               "for these batch-1 steps; torch's default above")
     a.add_argument("--n_train", type=int, default=1000)
     a.add_argument("--n_test", type=int, default=100)
     a.add_argument("--feature_net", default="vgg16:relu3_3", help="network:layer of the feature-loss baseline")
@@ -350,12 +360,6 @@ def _add_benchmark(sub) -> None:
     a.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                    help="train only these methods (pix2pix always: it is the segmenter): cyclegan cycle_alone "
                         "gan_alone gan_forward gan_backward pixel_gan feature_gan")
-    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="a training option for every run, e.g. --set ngf=32 (repeatable); part of the settings")
-    a.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 up to --size 64, where a second thread buys nothing for "
-                        "these batch-1 steps; torch's default above)")
-    a.add_argument("--no_progress", action="store_true", help="no progress bars")
     a.set_defaults(func=_cmd_benchmark)
 
     c = b_sub.add_parser(
@@ -367,14 +371,7 @@ def _add_benchmark(sub) -> None:
                     "scenes, labelled FID-syn: not Inception). Writes OUT/table.md, OUT/table.csv, OUT/index.html "
                     "and OUT/grid.png. It reports; it asserts no ordering. Run the same command again to continue "
                     "an interrupted benchmark.")
-    c.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
-    c.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="seconds of training for all methods and seeds together; decides the one iteration count "
-                        "(default: transfigure.benchmarks.cartoon.DEFAULT_BUDGET_S; the default run takes under "
-                        "30 min on 2 CPU cores)")
-    c.add_argument("--seeds", type=int, default=1, help="training seeds 0 .. N-1 per method")
-    c.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
-    c.add_argument("--size", type=int, default=64, help="image side in pixels")
+    _add_benchmark_arguments(c, "cartoon", seeds=1, threads="torch's default")
     c.add_argument("--n_train", type=int, default=400, help="training photos (and as many cartoons)")
     c.add_argument("--n_test", type=int, default=200, help="test photos with ground-truth cartoons")
     c.add_argument("--content_weights", default="auto", choices=["auto", "imagenet", "random"],
@@ -382,12 +379,8 @@ def _add_benchmark(sub) -> None:
                         "weights, or auto: ImageNet when loadable, else random (said in the table)")
     c.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                    help="train only these methods: cartoongan improved cyclegan cyclegan_init cyclegan_edges")
-    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="a training option for every run, e.g. --set ngf=32 (repeatable); part of the settings")
     c.add_argument("--feature_steps", type=int, default=600,
                    help="training steps of the evaluation feature network")
-    c.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
-    c.add_argument("--no_progress", action="store_true", help="no progress bars")
     c.set_defaults(func=_cmd_benchmark_cartoon)
 
 
@@ -407,12 +400,17 @@ def _cmd_benchmark_cartoon(args) -> int:
 
     if args.size < 32 or args.feature_steps < 1:
         raise config.ConfigError("--size must be at least 32 and --feature_steps at least 1")
+    return _run_benchmark(args, lambda: run_cartoon(
+        args.out, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S, seeds=args.seeds,
+        size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
+        content_weights=args.content_weights, overrides=_parse_overrides(args.overrides),
+        feature_steps=args.feature_steps, only=args.only, threads=args.threads, progress=not args.no_progress))
+
+
+def _run_benchmark(args, run) -> int:
+    """0 when the benchmark finished; 130 when interrupted (a rerun continues it)."""
     try:
-        result = run_cartoon(args.out, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
-                             seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test,
-                             iterations=args.iterations, content_weights=args.content_weights,
-                             overrides=_parse_overrides(args.overrides), feature_steps=args.feature_steps, only=args.only,
-                             threads=args.threads, progress=not args.no_progress)
+        result = run()
     except KeyboardInterrupt:
         print(f"\nStopped. Run the same command again to continue: finished runs in {args.out} are reused and an "
               "interrupted one resumes from its last checkpoint.", file=sys.stderr)
@@ -426,17 +424,11 @@ def _cmd_benchmark(args) -> int:
     overrides = _parse_overrides(args.overrides)
     if args.size < 24 or args.n_train < 1 or args.n_test < 1:
         raise config.ConfigError("--size must be at least 24, --n_train and --n_test at least 1")
-    try:
-        result = run_ablation(args.out, task=args.task, budget_s=args.budget if args.budget is not None else
-                              DEFAULT_BUDGET_S, seeds=args.seeds, size=args.size, n_train=args.n_train,
-                              n_test=args.n_test, iterations=args.iterations, overrides=overrides,
-                              feature_net=args.feature_net, feature_weights=args.feature_weights, only=args.only,
-                              threads=args.threads, progress=not args.no_progress)
-    except KeyboardInterrupt:
-        print(f"\nStopped. Run the same command again to continue: finished runs in {args.out} are reused and an "
-              "interrupted one resumes from its last checkpoint.", file=sys.stderr)
-        return 130
-    return 0 if result.complete else 130
+    return _run_benchmark(args, lambda: run_ablation(
+        args.out, task=args.task, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
+        seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
+        overrides=overrides, feature_net=args.feature_net, feature_weights=args.feature_weights, only=args.only,
+        threads=args.threads, progress=not args.no_progress))
 
 
 def _add_cartoonize(sub) -> None:

@@ -43,8 +43,8 @@ from ..nets import run_padded
 from ..nets.features import FeatureWeightsError
 from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
-from .runs import (RunOutcome, cached_scores, decide_iterations, format_duration, log, mean_spread,
-                   open_folder, run_options, save_record, seconds_per_iteration, train_run)
+from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation, format_duration, log, mean_spread,
+                   open_folder, run_options, seconds_per_iteration, settle_iterations, train_run)
 
 DATA_SEED = 0                  # one dataset for every method and seed
 MIN_ITERATIONS = 200           # below this no method learns the task at 64 px
@@ -374,14 +374,6 @@ labels are compared with the input labels. Cells: {h(info['spread'])}.</p>
 
 # --------------------------------------------------------------------------- the benchmark
 
-@dataclass
-class BenchmarkResult:
-    out: Path
-    rows: list[Row]
-    iterations: int
-    complete: bool          # False when a run was interrupted (rerun to continue)
-    wall_s: float
-
 
 def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float = DEFAULT_BUDGET_S, seeds: int = 2,
                  size: int = 64, n_train: int = 1000, n_test: int = 100, iterations: int | None = None,
@@ -442,24 +434,13 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     names, colors = load_palette(data)
 
     unavailable: dict[str, str] = {}
-    if iterations is None and record.get("iterations"):
-        iterations = int(record["iterations"])
-        log(f"Using {iterations} iterations per run, as decided by this benchmark's first run "
-            "(pass --iterations to choose another count in a new --out)")
-    elif iterations is not None and record.get("iterations") not in (None, iterations):
-        raise FileExistsError(f"{out} holds runs of {record['iterations']} iterations; rerun without --iterations "
-                              "(or with that count) to continue it, or choose another --out")
-    if iterations is None:
-        log(f"Timing one training iteration of each method (budget {budget_s:.0f} s of training for "
-            f"{len(seed_list)} seed(s))...")
-        timing, unavailable = _measure(all_methods, out, size, overrides)
-        iterations = decide_iterations(budget_s, timing, len(seed_list), MIN_ITERATIONS)
-        estimate = sum(timing.values()) * len(seed_list) * iterations
-        log(f"{iterations} iterations per run (about {estimate / 60:.1f} min of training in all"
-            f"{'; the minimum' if iterations == MIN_ITERATIONS else ''})")
-        record["timing"] = {k: round(v, 5) for k, v in timing.items()}
-    record["iterations"] = iterations
-    save_record(out, record)
+
+    def measure() -> dict:
+        timing, found = _measure(all_methods, out, size, overrides)
+        unavailable.update(found)
+        return timing
+
+    iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = {m.key: Row(m.key, m.label, "method", paper={d: PAPER_CITYSCAPES[m.key][d] for d in DIRECTIONS}
@@ -524,11 +505,8 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
             _reference_rows(rows, seed, segmenter, data, colors, out, iterations, overrides, size, device)
 
     ordered = [rows[m.key] for m in all_methods] + [rows[k] for k in ("untrained", "identity", "real") if k in rows]
-    wall = time.perf_counter() - started
-    record["wall_s"] = round(float(record.get("wall_s") or 0.0) + wall, 1)
-    save_record(out, record)
+    wall = close_invocation(out, record, started, complete)
     if not complete:
-        log(f"Interrupted. Run the same command again to continue; finished runs are kept in {out / 'checkpoints'}.")
         return BenchmarkResult(out, ordered, iterations, False, wall)
     _write_outputs(out, ordered, seed_list, iterations, settings, record, wall, all_methods)
     return BenchmarkResult(out, ordered, iterations, True, wall)

@@ -45,13 +45,13 @@ from ..data.images import image_to_tensor, list_images, load_image
 from ..data.synthetic import make_photo2cartoon
 from ..evaluate.cartoon import score_cartoon_folders
 from ..evaluate.fid import fid_kid
-from ..evaluate.synthetic_features import feature_network, train_feature_net
+from ..evaluate.synthetic_features import VERSION as FEATURE_VERSION, feature_network, train_feature_net
 from ..nets import run_padded
 from ..nets.features import RANDOM_WEIGHTS, FeatureWeightsError, build_feature_extractor
 from ..translate import load_generator, translate_files
 from ..visuals import save_visuals_grid
-from .runs import (cached_scores, decide_iterations, format_duration, log, mean_spread, open_folder, run_options,
-                   save_record, seconds_per_iteration, train_run)
+from .runs import (BenchmarkResult, cached_scores, close_invocation, format_duration, log, mean_spread, open_folder,
+                   run_options, seconds_per_iteration, settle_iterations, train_run)
 
 DATA_SEED = 0
 MIN_ITERATIONS = 300
@@ -263,14 +263,6 @@ img{{image-rendering:pixelated;width:{info['grid_width']}px}}</style></head><bod
 
 # --------------------------------------------------------------------------- the benchmark
 
-@dataclass
-class BenchmarkResult:
-    out: Path
-    rows: list[Row]
-    iterations: int
-    complete: bool
-    wall_s: float
-
 
 def run_cartoon(out: str | Path, budget_s: float = DEFAULT_BUDGET_S, seeds: int = 1, size: int = 64,
                 n_train: int = 400, n_test: int = 200, iterations: int | None = None, content_weights: str = "auto",
@@ -334,27 +326,16 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     log(f"  {_weights_text(weights)}")
 
     seed_list = list(range(seeds))
-    if iterations is None and record.get("iterations"):
-        iterations = int(record["iterations"])
-        log(f"Using {iterations} iterations per run, as decided by this benchmark's first run")
-    elif iterations is not None and record.get("iterations") not in (None, iterations):
-        raise FileExistsError(f"{out} holds runs of {record['iterations']} iterations; rerun without --iterations "
-                              "(or with that count) to continue it, or choose another --out")
-    if iterations is None:
-        log(f"Timing one training iteration of each method (budget {budget_s:.0f} s of training for "
-            f"{len(seed_list)} seed(s))...")
+    def measure() -> dict:
         timing = {}
         for m in all_methods:
             opt = run_options(SHARED, _with_weights(m.options, weights), f"{m.key}_timing", 0, out, size, 1,
                               overrides, n_train=n_train)
             timing[m.key] = seconds_per_iteration(opt)
             log(f"  {m.label}: {timing[m.key] * 1000:.0f} ms per iteration")
-        iterations = decide_iterations(budget_s, timing, len(seed_list), MIN_ITERATIONS)
-        log(f"{iterations} iterations per run (about "
-            f"{sum(timing.values()) * len(seed_list) * iterations / 60:.1f} min of training in all)")
-        record["timing"] = {k: round(v, 5) for k, v in timing.items()}
-    record["iterations"] = iterations
-    save_record(out, record)
+        return timing
+
+    iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = {m.key: Row(m.key, m.label, "method") for m in all_methods}
@@ -378,7 +359,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
             generator = load_generator(name=name, checkpoints_dir=str(out / "checkpoints"), direction="AtoB")
             generators[m.label] = generator
             folder = out / "results" / f"seed{seed}" / m.key
-            key = {"iterations": iterations, "steps": outcome.total_steps, "feature_net": "v1"}
+            key = {"iterations": iterations, "steps": outcome.total_steps, "feature_net": FEATURE_VERSION}
             s = rows[m.key].per_seed[seed] = cached_scores(
                 folder, key, lambda: evaluate_method(generator, data, folder, feature_net_path, device))
             log(f"    edge F1 {s['edge_f1']:.3f}, color error {s['color_error']:.2f}, FID-syn vs cartoons "
@@ -392,14 +373,11 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
             Row("truth", "ground-truth cartoons (ceiling)", "reference")]
     if complete:
         for row, folder in zip(refs, (data / "testA", data / "testB")):
-            row.per_seed[0] = cached_scores(out / "results" / "references" / row.key, {"feature_net": "v1"},
+            row.per_seed[0] = cached_scores(out / "results" / "references" / row.key, {"feature_net": FEATURE_VERSION},
                                             lambda: score_output_folder(folder, data, feature_net_path, device))
     ordered = [rows[m.key] for m in all_methods] + refs
-    wall = time.perf_counter() - started
-    record["wall_s"] = round(float(record.get("wall_s") or 0.0) + wall, 1)
-    save_record(out, record)
+    wall = close_invocation(out, record, started, complete)
     if not complete:
-        log(f"Interrupted. Run the same command again to continue; finished runs are kept in {out / 'checkpoints'}.")
         return BenchmarkResult(out, ordered, iterations, False, wall)
 
     train_total = sum(sum(r.train_s.values()) for r in ordered)

@@ -122,6 +122,43 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     return (time.perf_counter() - started) / steps
 
 
+def settle_iterations(out: Path, record: dict, iterations: int | None, budget_s: float, n_seeds: int, minimum: int,
+                      measure) -> int:
+    """The one iteration count of a benchmark folder: the one its first invocation
+    fixed, the one given (only in a new folder), or the budget divided by the time
+    one iteration of every method takes (`measure()` -> {method: seconds})."""
+    if iterations is None and record.get("iterations"):
+        iterations = int(record["iterations"])
+        log(f"Using {iterations} iterations per run, as decided by this benchmark's first run "
+            "(pass --iterations to choose another count in a new --out)")
+    elif iterations is not None and record.get("iterations") not in (None, iterations):
+        raise FileExistsError(f"{out} holds runs of {record['iterations']} iterations; rerun without --iterations "
+                              "(or with that count) to continue it, or choose another --out")
+    if iterations is None:
+        log(f"Timing one training iteration of each method (budget {budget_s:.0f} s of training for "
+            f"{n_seeds} seed(s))...")
+        timing = measure()
+        iterations = decide_iterations(budget_s, timing, n_seeds, minimum)
+        estimate = sum(timing.values()) * n_seeds * iterations
+        log(f"{iterations} iterations per run (about {estimate / 60:.1f} min of training in all"
+            f"{'; the minimum' if iterations == minimum else ''})")
+        record["timing"] = {k: round(v, 5) for k, v in timing.items()}
+    record["iterations"] = iterations
+    save_record(out, record)
+    return iterations
+
+
+def close_invocation(out: Path, record: dict, started: float, complete: bool) -> float:
+    """Add this invocation's wall time to the folder's record; say how to continue when
+    it was interrupted. Returns the invocation's wall time."""
+    wall = time.perf_counter() - started
+    record["wall_s"] = round(float(record.get("wall_s") or 0.0) + wall, 1)
+    save_record(out, record)
+    if not complete:
+        log(f"Interrupted. Run the same command again to continue; finished runs are kept in {out / 'checkpoints'}.")
+    return wall
+
+
 def decide_iterations(budget_s: float, timing: dict, n_seeds: int, minimum: int) -> int:
     """One iteration count for every method: the budget divided by the time one
     iteration of every method and seed takes, at least `minimum`."""
@@ -129,6 +166,15 @@ def decide_iterations(budget_s: float, timing: dict, n_seeds: int, minimum: int)
     if per_iteration <= 0:
         return minimum
     return max(minimum, int(budget_s / per_iteration + 1e-6) // 10 * 10)
+
+
+@dataclass
+class BenchmarkResult:
+    out: Path
+    rows: list                # the table's rows, methods first, then references
+    iterations: int
+    complete: bool            # False when a run was interrupted (rerun to continue)
+    wall_s: float
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..data.color import rgb_to_lab
-from ..data.images import list_images, load_image
+from .quality import image_pairs
 
 
 def edge_map(image: np.ndarray) -> np.ndarray:
@@ -53,19 +53,8 @@ def color_error(pred: np.ndarray, true: np.ndarray) -> float:
 def score_cartoon_folders(pred_dir: str | Path, true_dir: str | Path, tolerance: int = 1) -> dict:
     """Edge F1 (with precision and recall) and mean color error of every image in
     `pred_dir` against the file of the same stem in `true_dir`."""
-    pred_dir, true_dir = Path(pred_dir), Path(true_dir)
-    truths = {p.stem: p for p in list_images(true_dir, expected="ground-truth cartoons")}
-    preds = list_images(pred_dir, expected="generated cartoons")
-    missing = [p.name for p in preds if p.stem not in truths]
-    if missing:
-        raise FileNotFoundError(f"no ground truth in {true_dir} for {', '.join(missing[:3])}"
-                                f"{' ...' if len(missing) > 3 else ''} of {pred_dir}")
     counts, errors = np.zeros(4, np.int64), []
-    for p in preds:
-        pred, true = (np.array(load_image(f, 3)) for f in (p, truths[p.stem]))
-        if pred.shape != true.shape:
-            raise ValueError(f"{p} is {pred.shape[1]}x{pred.shape[0]} but its ground truth {truths[p.stem]} is "
-                             f"{true.shape[1]}x{true.shape[0]}")
+    for pred, true in image_pairs(pred_dir, true_dir):
         counts += edge_counts(pred, true, tolerance)
         errors.append(color_error(pred, true))
-    return {**f1_from_counts(counts), "color_error": float(np.mean(errors)), "images": len(preds)}
+    return {**f1_from_counts(counts), "color_error": float(np.mean(errors)), "images": len(errors)}

@@ -53,18 +53,25 @@ def ssim(pred: np.ndarray, true: np.ndarray) -> float:
 def score_pairs(pred_dir: str | Path, true_dir: str | Path) -> dict:
     """Mean PSNR (dB; identical pairs count as 100 dB) and SSIM of every image in
     `pred_dir` against the file with the same stem in `true_dir`."""
+    psnrs, ssims = [], []
+    for a, b in image_pairs(pred_dir, true_dir):
+        psnrs.append(min(psnr(a, b), 100.0))
+        ssims.append(ssim(a, b))
+    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "pairs": len(psnrs)}
+
+
+def image_pairs(pred_dir: str | Path, true_dir: str | Path):
+    """(generated, ground truth) uint8 RGB arrays for every image of `pred_dir`, matched
+    by file stem; a generated image without ground truth, or of another size, is an error."""
     truths = {p.stem: p for p in list_images(true_dir, expected="ground-truth images")}
     preds = list_images(pred_dir, expected="generated images")
     missing = [p.name for p in preds if p.stem not in truths]
     if missing:
         raise FileNotFoundError(f"no ground truth in {true_dir} for {', '.join(missing[:3])}"
-                                f"{' ...' if len(missing) > 3 else ''}")
-    psnrs, ssims = [], []
+                                f"{' ...' if len(missing) > 3 else ''} of {pred_dir}")
     for p in preds:
         a, b = (np.array(load_image(f, 3)) for f in (p, truths[p.stem]))
         if a.shape != b.shape:
             raise ValueError(f"{p} is {a.shape[1]}x{a.shape[0]} but its ground truth {truths[p.stem]} is "
                              f"{b.shape[1]}x{b.shape[0]}")
-        psnrs.append(min(psnr(a, b), 100.0))
-        ssims.append(ssim(a, b))
-    return {"psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims)), "pairs": len(preds)}
+        yield a, b

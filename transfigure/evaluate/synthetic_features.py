@@ -22,11 +22,14 @@ from .fid import FeatureNetwork, register_feature_network
 
 NAME = "transfigure-synthetic-scenes"
 LABEL = "FID (synthetic-scene features, not Inception)"
+VERSION = 2                   # of the network's design: a file of another version is retrained
 SCENE_OFFSET = 20_000_000     # scene indices far from any dataset's, so no test scene is seen in training
 
 
 class SyntheticFeatureNet(nn.Module):
-    """Four stride-2 conv blocks; features = spatial means of the last two (64 + 64 values)."""
+    """Four stride-2 conv blocks. Features: the spatial means of the last two blocks
+    (what kind of image: photo or cartoon) and a 2x2 grid of 16 layout channels of
+    the last one (where things are: a set of images all alike scores badly)."""
 
     def __init__(self, width: int = 32):
         super().__init__()
@@ -37,28 +40,29 @@ class SyntheticFeatureNet(nn.Module):
 
         self.blocks = nn.ModuleList([block(3, w, 2), block(w, 2 * w, 2), block(2 * w, 2 * w, 2),
                                      block(2 * w, 2 * w, 2)])
-        self.segment = nn.Conv2d(2 * w, len(CLASSES), 1)       # per-pixel classes, from the 1/4 scale
-        self.domain = nn.Linear(4 * w, 2)                       # photo or cartoon, from the features
+        self.layout = nn.Conv2d(2 * w, 16, 1)                   # coarse layout, trained to name every pixel's class
+        self.segment = nn.Conv2d(16, len(CLASSES), 1)
+        self.domain = nn.Linear(4 * w, 2)                       # photo or cartoon
 
-    def _maps(self, x):
+    def _parts(self, x):
         maps = []
         for b in self.blocks:
             x = b(x)
             maps.append(x)
-        return maps
+        kind = torch.cat([maps[2].mean((2, 3)), maps[3].mean((2, 3))], 1)
+        return kind, self.layout(maps[3])
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        maps = self._maps(x)
-        return torch.cat([maps[2].mean((2, 3)), maps[3].mean((2, 3))], 1)
+        kind, layout = self._parts(x)
+        return torch.cat([kind, F.adaptive_avg_pool2d(layout, 2).flatten(1)], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
     def losses(self, x, classes, domain):
-        maps = self._maps(x)
-        seg = F.interpolate(self.segment(maps[1]), size=classes.shape[-2:], mode="bilinear", align_corners=False)
-        feats = torch.cat([maps[2].mean((2, 3)), maps[3].mean((2, 3))], 1)
-        return F.cross_entropy(seg, classes), F.cross_entropy(self.domain(feats), domain)
+        kind, layout = self._parts(x)
+        seg = F.interpolate(self.segment(layout), size=classes.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(seg, classes), F.cross_entropy(self.domain(kind), domain)
 
 
 def _scenes(size: int, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +82,8 @@ def train_feature_net(path: str | Path, size: int = 64, seed: int = 0, scenes: i
     """Train the network on freshly rendered scenes and save it to `path` (reused
     when it exists with the same settings). Deterministic for a seed."""
     path = Path(path)
-    settings = {"size": size, "seed": seed, "scenes": scenes, "steps": steps, "batch_size": batch_size}
+    settings = {"version": VERSION, "size": size, "seed": seed, "scenes": scenes, "steps": steps,
+                "batch_size": batch_size}
     if path.is_file():
         stored = torch.load(path, map_location="cpu", weights_only=True)
         if json.loads(stored["settings"]) == settings:
