@@ -114,3 +114,13 @@ def test_report_compares_runs_with_grids_plots_and_reasons(runs, image_sources, 
     with pytest.raises(FileExistsError):
         write_report(["run_a"], foreign, ckpts, results)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_tensorboard_logs_when_installed(tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard is an optional extra: pip install '.[tensorboard]'")
+    data = tmp_path / "data"
+    assert main(["data", "synth", "--out", str(data), "--size", "32", "--n_train", "4", "--n_test", "2"]) == 0
+    assert main(["train", "--dataroot", str(data), "--name", "tb", "--checkpoints_dir", str(tmp_path / "c"),
+                 *TINY]) == 0
+    events = list((tmp_path / "c" / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

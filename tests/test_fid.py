@@ -212,3 +212,21 @@ def test_inception_path_end_to_end_with_a_local_weights_file(tmp_path, monkeypat
     result = __import__("json").loads(out.read_text())
     assert printed.startswith("FID ") and result["fid"] > 0 and result["n_real"] == 4 and "kid_mean" in result
     assert result["label"] == "FID"
+
+
+def test_psnr_and_ssim_on_known_images(tmp_path):
+    from transfigure.evaluate.quality import psnr, score_pairs, ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (24, 20, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + 1, 0, 255).astype(np.uint8)
+    b[a == 255] = 254                                   # every pixel off by exactly 1
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255 ** 2), rel=1e-9)
+    assert psnr(a, a) == float("inf") and ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a + rng.normal(0, 40, a.shape), 0, 255).astype(np.uint8)
+    assert 0 < ssim(a, noisy) < ssim(a, b) < 1
+    assert ssim(a, noisy) == pytest.approx(ssim(noisy, a))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(a[:8], a[:8])
+    scores = score_pairs(_folder(tmp_path / "pred", [a, noisy]), _folder(tmp_path / "true", [a, a]))
+    assert scores["pairs"] == 2 and scores["psnr"] == pytest.approx((100 + psnr(noisy, a)) / 2)
