@@ -18,7 +18,7 @@ from .data.images import image_to_tensor, load_image, save_image, tensor_to_imag
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
 from .nets.common import run_padded
-from .translate import TranslateSummary, collect_inputs, plan_outputs
+from .translate import TranslateSummary, collect_inputs, plan_outputs, report_written
 
 STYLES = {
     "hayao": "Hayao Miyazaki's films",
@@ -146,7 +146,4 @@ def run_cartoonize(args: argparse.Namespace) -> int:
     net = load_style(args.style, weights=args.weights, progress=not args.no_progress)
     summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, device=device,
                                overwrite=args.overwrite, progress=not args.no_progress)
-    print(f"Wrote {len(summary.written)} image(s) to {args.output}")
-    if summary.skipped_existing:
-        print(f"Kept {len(summary.skipped_existing)} existing output(s); use --overwrite to replace them")
-    return 0
+    return report_written(summary, args.output)

@@ -37,12 +37,18 @@ def _cmd_train(args) -> int:
 def _add_translate(sub) -> None:
     p = sub.add_parser(
         "translate", help="translate images with a trained generator",
-        description="Translate one image or a folder of images with a trained run (--name) or a weights file "
+        description="Translate one image or a folder of images with a trained run (--name), a weights file "
                     "(--checkpoint: a .ckpt training state, or a plain official-layout .pth/.safetensors "
-                    "generator). Images keep their size. Existing outputs are kept unless --overwrite.")
+                    "generator) or a published model (--pretrained NAME). Images keep their size. Existing "
+                    "outputs are kept unless --overwrite.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--name", help="run name under --checkpoints_dir")
     src.add_argument("--checkpoint", help="a .ckpt, .pth or .safetensors file")
+    src.add_argument("--pretrained", metavar="MODEL",
+                     help="a published model by name (`transfigure models` lists them), downloaded into the cache "
+                          "on first use")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="with --pretrained: a local copy of its weights (offline use)")
     p.add_argument("--checkpoints_dir", default="checkpoints")
     p.add_argument("--epoch", default="latest", help="'latest' or an epoch number (with --name)")
     p.add_argument("--direction", default=None, choices=["AtoB", "BtoA"],
@@ -66,23 +72,46 @@ def _add_translate(sub) -> None:
 
 
 def _cmd_translate(args) -> int:
-    from .translate import collect_inputs, load_generator, translate_files
+    from .translate import collect_inputs, load_generator, report_written, translate_files
     from .train import resolve_device
 
     if args.batch_size < 1:
         raise config.ConfigError("--batch_size must be at least 1")
-    architecture = {k: getattr(args, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
-                    if hasattr(args, k)}
-    generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
-                               epoch=args.epoch, direction=args.direction, architecture=architecture)
-    inputs = collect_inputs(args.input)
+    if args.weights and not args.pretrained:
+        raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
+    inputs = collect_inputs(args.input)  # before any download: a wrong --input fails at once
     device = resolve_device(config.make_options({"device": args.device}))
+    if args.pretrained:
+        from .pretrained import get_model, load_pretrained
+        if get_model(args.pretrained).family == "cartoongan":
+            from .cartoonize import cartoonize_files, load_style
+            net = load_style(args.pretrained, weights=args.weights, progress=not args.no_progress)
+            summary = cartoonize_files(net, inputs, args.output, device=device, overwrite=args.overwrite,
+                                       progress=not args.no_progress)
+            return report_written(summary, args.output)
+        generator = load_pretrained(args.pretrained, args.weights, progress=not args.no_progress)
+    else:
+        architecture = {k: getattr(args, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
+                        if hasattr(args, k)}
+        generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
+                                   epoch=args.epoch, direction=args.direction, architecture=architecture)
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
                               compare=args.compare, overwrite=args.overwrite, progress=not args.no_progress,
                               eval_mode=args.eval)
-    print(f"Wrote {len(summary.written)} image(s) to {args.output}")
-    if summary.skipped_existing:
-        print(f"Kept {len(summary.skipped_existing)} existing output(s); use --overwrite to replace them")
+    return report_written(summary, args.output)
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the published models usable with translate --pretrained",
+                       description="The official CycleGAN and pix2pix generators and the CartoonGAN styles: name, "
+                                   "task, architecture, source URL and licence note.")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args) -> int:
+    from .pretrained import format_models
+
+    print(format_models())
     return 0
 
 
@@ -481,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image-to-image translation with GANs (CycleGAN, pix2pix, CartoonGAN). Run `transfigure COMMAND --help` for a "
                     "command's options; `transfigure demo` shows the whole pipeline in minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_data, _add_evaluate, _add_report, _add_benchmark, _add_cartoonize, _add_demo):
+    for add in (_add_train, _add_translate, _add_models, _add_data, _add_evaluate, _add_report, _add_benchmark, _add_cartoonize, _add_demo):
         add(sub)
     return parser
 

@@ -113,6 +113,14 @@ class TranslateSummary:
     skipped_existing: list[Path] = field(default_factory=list)
 
 
+def report_written(summary: TranslateSummary, output) -> int:
+    """Say what a translate-like command wrote and kept; its exit status (0)."""
+    print(f"Wrote {len(summary.written)} image(s) to {output}")
+    if summary.skipped_existing:
+        print(f"Kept {len(summary.skipped_existing)} existing output(s); use --overwrite to replace them")
+    return 0
+
+
 def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = ()
                  ) -> tuple[list[tuple[Path, Path]], TranslateSummary]:
     """(input, output) pairs still to write, and a summary listing the outputs kept

@@ -1,0 +1,145 @@
+"""Published models by name: the official CycleGAN and pix2pix generators and
+the four CartoonGAN styles, each with its architecture and preprocessing, so
+`transfigure translate --pretrained horse2zebra` needs nothing else.
+
+Files are downloaded once into the cache ($TRANSFIGURE_CACHE, else
+~/.cache/transfigure, under pretrained/) through `download.download`: a
+temporary file renamed into place only when complete and, where the
+registry knows them, of the right size and sha256. $TRANSFIGURE_MIRROR
+replaces the official hosts (same paths below it), for mirrors and tests.
+Weights load with `torch.load(..., weights_only=True)`: never unpickled as code.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cartoonize import STYLES
+from .download import DownloadError, cache_dir, download
+
+MIRROR_ENV = "TRANSFIGURE_MIRROR"
+OFFICIAL_HOST = "http://efrosgans.eecs.berkeley.edu"
+CARTOONGAN_HOST = "https://raw.githubusercontent.com/mnicnc404/CartoonGan-tensorflow/master"
+
+CYCLEGAN_ARCH = {"netG": "resnet_9blocks", "ngf": 64, "norm": "instance", "no_dropout": True,
+                 "input_nc": 3, "output_nc": 3}
+PIX2PIX_ARCH = {"netG": "unet_256", "ngf": 64, "norm": "batch", "no_dropout": False, "input_nc": 3, "output_nc": 3}
+CYCLEGAN_LICENCE = "BSD licence of junyanz/pytorch-CycleGAN-and-pix2pix; each dataset's own terms apply"
+CARTOONGAN_LICENCE = ("converted from the CartoonGAN authors' release by mnicnc404/CartoonGan-tensorflow; "
+                      "see that repository's licence; research use")
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    name: str
+    family: str                 # cyclegan, pix2pix or cartoongan
+    task: str
+    path: str                   # below the host: a .pth file, or a folder of .npy files (cartoongan)
+    host: str
+    architecture: dict = field(default_factory=dict)
+    preprocessing: str = ""
+    licence: str = ""
+    sha256: str | None = None   # checked when known
+    size: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{(os.environ.get(MIRROR_ENV) or self.host).rstrip('/')}/{self.path}"
+
+
+def _cyclegan(name: str, task: str) -> PublishedModel:
+    return PublishedModel(name, "cyclegan", task, f"cyclegan/pretrained_models/{name}.pth", OFFICIAL_HOST,
+                          CYCLEGAN_ARCH, "RGB in [-1, 1] at the image's own size (the paper: 256 px); instance "
+                          "norm, no dropout", CYCLEGAN_LICENCE)
+
+
+def _pix2pix(name: str, task: str) -> PublishedModel:
+    return PublishedModel(f"pix2pix_{name}", "pix2pix", task, f"pix2pix/models-pytorch/{name}.pth", OFFICIAL_HOST,
+                          PIX2PIX_ARCH, "RGB in [-1, 1], 256x256 as trained (other sizes are padded to a multiple "
+                          "of 256); batch norm and dropout in training mode, as the official test script",
+                          CYCLEGAN_LICENCE)
+
+
+def _cartoongan(style: str) -> PublishedModel:
+    return PublishedModel(style, "cartoongan", f"photo -> {style.capitalize()} cartoon",
+                          f"style_transfer/cartoongan/pretrained_weights/{style}", CARTOONGAN_HOST,
+                          {"netG": "cartoongan"}, "long side resized to 450 (bicubic), RGB -> BGR, [-1, 1]",
+                          CARTOONGAN_LICENCE)
+
+
+MODELS: dict[str, PublishedModel] = {m.name: m for m in [
+    _cyclegan("apple2orange", "apple -> orange"), _cyclegan("orange2apple", "orange -> apple"),
+    _cyclegan("summer2winter_yosemite", "summer -> winter (Yosemite)"),
+    _cyclegan("winter2summer_yosemite", "winter -> summer (Yosemite)"),
+    _cyclegan("horse2zebra", "horse -> zebra"), _cyclegan("zebra2horse", "zebra -> horse"),
+    _cyclegan("monet2photo", "Monet painting -> photo"), _cyclegan("style_monet", "photo -> Monet style"),
+    _cyclegan("style_cezanne", "photo -> Cezanne style"), _cyclegan("style_ukiyoe", "photo -> Ukiyo-e style"),
+    _cyclegan("style_vangogh", "photo -> Van Gogh style"), _cyclegan("sat2map", "satellite photo -> map"),
+    _cyclegan("map2sat", "map -> satellite photo"),
+    _cyclegan("cityscapes_photo2label", "street photo -> Cityscapes labels"),
+    _cyclegan("cityscapes_label2photo", "Cityscapes labels -> street photo"),
+    _cyclegan("facades_photo2label", "facade photo -> labels"),
+    _cyclegan("facades_label2photo", "facade labels -> photo"),
+    _cyclegan("iphone2dslr_flower", "iPhone flower photo -> DSLR (shallow depth of field)"),
+    _pix2pix("edges2shoes", "edges -> shoe photo"), _pix2pix("sat2map", "satellite photo -> map"),
+    _pix2pix("map2sat", "map -> satellite photo"), _pix2pix("facades_label2photo", "facade labels -> photo"),
+    _pix2pix("day2night", "day -> night"),
+    *(_cartoongan(s) for s in STYLES),
+]}
+
+
+def get_model(name: str) -> PublishedModel:
+    key = name.lower()
+    if key not in MODELS:
+        close = [n for n in MODELS if key in n or n in key]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ValueError(f"unknown pretrained model {name!r}{hint}; `transfigure models` lists them")
+    return MODELS[key]
+
+
+def cached_path(model: PublishedModel) -> Path:
+    return cache_dir() / "pretrained" / f"{model.name}.pth"
+
+
+def fetch(model: PublishedModel, progress: bool = True) -> Path:
+    """The model's weights file in the cache, downloaded when missing (cartoongan
+    styles: their folder of tensors, through `cartoonize.fetch_style`)."""
+    if model.family == "cartoongan":
+        from .cartoonize import fetch_style
+        base = os.environ.get(MIRROR_ENV)
+        return fetch_style(model.name, base_url=f"{base.rstrip('/')}/style_transfer/cartoongan/pretrained_weights"
+                           if base else None, progress=progress)
+    path = cached_path(model)
+    if path.is_file():
+        return path
+    try:
+        return download(model.url, path, sha256=model.sha256, size=model.size, progress=progress)
+    except DownloadError as e:
+        raise DownloadError(f"{e}. Offline? Download it elsewhere and pass --weights PATH, or put it at {path}") \
+            from None
+
+
+def load_pretrained(name: str, weights: str | os.PathLike | None = None, progress: bool = True):
+    """A LoadedGenerator for a published model: from `weights` if given, else the cache/download."""
+    from .translate import load_generator
+
+    model = get_model(name)
+    if model.family == "cartoongan":
+        raise ValueError(f"{model.name} is a CartoonGAN style: use `transfigure cartoonize --style {model.name}`")
+    path = Path(weights) if weights else fetch(model, progress)
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights {path}: no such file")
+    return load_generator(checkpoint=path, architecture=model.architecture)
+
+
+def format_models() -> str:
+    lines = [f"{'name':<28} {'family':<10} {'task':<46} architecture", "-" * 110]
+    for m in MODELS.values():
+        arch = ", ".join(f"{k} {v}" for k, v in m.architecture.items() if k in ("netG", "norm"))
+        lines.append(f"{m.name:<28} {m.family:<10} {m.task:<46} {arch}")
+        lines.append(f"{'':<28} source: {m.url}")
+        lines.append(f"{'':<28} licence: {m.licence}")
+    lines.append(f"{len(MODELS)} models. Weights are cached in {cache_dir() / 'pretrained'}; "
+                 f"${MIRROR_ENV} replaces the hosts.")
+    return "\n".join(lines)
