@@ -79,10 +79,10 @@ def _cmd_translate(args) -> int:
         raise config.ConfigError("--batch_size must be at least 1")
     if args.weights and not args.pretrained:
         raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
-    inputs = collect_inputs(args.input)  # before any download: a wrong --input fails at once
     device = resolve_device(config.make_options({"device": args.device}))
     if args.pretrained:
         from .pretrained import get_model, load_pretrained
+        inputs = collect_inputs(args.input)  # before any download: a wrong --input fails at once
         if get_model(args.pretrained).family == "cartoongan":
             from .cartoonize import cartoonize_files, load_style
             net = load_style(args.pretrained, weights=args.weights, progress=not args.no_progress)
@@ -95,6 +95,7 @@ def _cmd_translate(args) -> int:
                         if hasattr(args, k)}
         generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
                                    epoch=args.epoch, direction=args.direction, architecture=architecture)
+        inputs = collect_inputs(args.input)
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
                               compare=args.compare, overwrite=args.overwrite, progress=not args.no_progress,
                               eval_mode=args.eval)
