@@ -44,7 +44,7 @@ from ..data.edges import smooth_edges_folder
 from ..data.images import image_to_tensor, list_images, load_image
 from ..data.synthetic import make_photo2cartoon
 from ..evaluate.cartoon import score_cartoon_folders
-from ..evaluate.fid import fid_kid
+from ..evaluate.fid import FolderFeatures, distances
 from ..evaluate.synthetic_features import VERSION as FEATURE_VERSION, feature_network, train_feature_net
 from ..nets import run_padded
 from ..nets.features import RANDOM_WEIGHTS, FeatureWeightsError, build_feature_extractor
@@ -139,20 +139,20 @@ def _weights_text(weights: dict[str, str]) -> str:
 
 # --------------------------------------------------------------------------- evaluation
 
-def evaluate_method(generator, data: Path, folder: Path, feature_net_path: Path, device) -> dict:
+def evaluate_method(generator, data: Path, folder: Path, features: FolderFeatures, device) -> dict:
     """Translate the test photos and score them against ground truth and both training domains."""
     translate_files(generator, list_images(data / "testA"), folder / "cartoons", device=device, batch_size=16,
                     overwrite=True, progress=False, eval_mode=True)
-    return score_output_folder(folder / "cartoons", data, feature_net_path, device)
+    return score_output_folder(folder / "cartoons", data, features)
 
 
-def score_output_folder(images: Path, data: Path, feature_net_path: Path, device) -> dict:
+def score_output_folder(images: Path, data: Path, features: FolderFeatures) -> dict:
+    """Edge F1 and color error against the ground truth; FID/KID-syn against the training
+    cartoons and photos (their features computed once per benchmark, the outputs' once)."""
     scores = score_cartoon_folders(images, data / "testB")
-    extractor = feature_network().name
-    to_cartoons = fid_kid(data / "trainB", images, extractor=extractor, weights_path=str(feature_net_path),
-                          device=device)
-    to_photos = fid_kid(data / "trainA", images, extractor=extractor, weights_path=str(feature_net_path),
-                        kid=False, device=device)
+    fake = features(images)
+    to_cartoons = distances(features(data / "trainB", keep=True), fake, features.extractor)
+    to_photos = distances(features(data / "trainA", keep=True), fake, features.extractor, kid=False)
     return {**scores, "fid_cartoons": to_cartoons["fid"], "kid_cartoons": to_cartoons["kid_mean"],
             "fid_photos": to_photos["fid"]}
 
@@ -338,6 +338,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    features = FolderFeatures(feature_network().name, str(feature_net_path), device=device)
     rows = {m.key: Row(m.key, m.label, "method") for m in all_methods}
     complete, done, total = True, 0, len(all_methods) * len(seed_list)
     for seed in seed_list:
@@ -361,7 +362,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
             folder = out / "results" / f"seed{seed}" / m.key
             key = {"iterations": iterations, "steps": outcome.total_steps, "feature_net": FEATURE_VERSION}
             s = rows[m.key].per_seed[seed] = cached_scores(
-                folder, key, lambda: evaluate_method(generator, data, folder, feature_net_path, device))
+                folder, key, lambda: evaluate_method(generator, data, folder, features, device))
             log(f"    edge F1 {s['edge_f1']:.3f}, color error {s['color_error']:.2f}, FID-syn vs cartoons "
                 f"{s['fid_cartoons']:.2f}, vs photos {s['fid_photos']:.2f}")
         if not complete:
@@ -374,7 +375,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     if complete:
         for row, folder in zip(refs, (data / "testA", data / "testB")):
             row.per_seed[0] = cached_scores(out / "results" / "references" / row.key, {"feature_net": FEATURE_VERSION},
-                                            lambda: score_output_folder(folder, data, feature_net_path, device))
+                                            lambda: score_output_folder(folder, data, features))
     ordered = [rows[m.key] for m in all_methods] + refs
     wall = close_invocation(out, record, started, complete)
     if not complete:

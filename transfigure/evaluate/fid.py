@@ -182,37 +182,63 @@ def _fingerprint(dataset: ImageFolderDataset, extractor: str, weights_path: str 
     return h.hexdigest()
 
 
+class FolderFeatures:
+    """One feature network, built (and its weights checked) on first use, for any
+    number of folders: `features(folder)` -> [N, D]. `cache=True` keeps a folder's
+    features in $TRANSFIGURE_CACHE/fid_stats until one of its files changes;
+    `keep=True` remembers them for this object's life (folders that do not change)."""
+
+    def __init__(self, extractor: str = INCEPTION, weights_path: str | None = None, batch_size: int = 64,
+                 device: str | torch.device | None = None, size: tuple[int, int] | None = None,
+                 progress: bool = False):
+        self.extractor, self.weights_path, self.batch_size, self.size, self.progress = (
+            extractor, weights_path, batch_size, size, progress)
+        self.device = torch.device(device) if device is not None else \
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self._net = None
+        self._kept: dict[Path, torch.Tensor] = {}
+
+    def _network(self):
+        if self._net is None:
+            self._net = _feature_extractor(self.extractor, self.weights_path, self.device, self.progress)
+        return self._net
+
+    def __call__(self, folder: str | Path, cache: bool = False, keep: bool = False) -> torch.Tensor:
+        from ..download import cache_dir
+
+        resolved = Path(folder).resolve()
+        if resolved in self._kept:
+            return self._kept[resolved]
+        dataset = ImageFolderDataset(folder, self.size)
+        net, layer, weights_path = self._network()
+        stored = None
+        if cache:
+            stored = cache_dir() / "fid_stats" / f"{_fingerprint(dataset, self.extractor, weights_path)}.pt"
+        if stored is not None and stored.is_file():
+            features = torch.load(stored, map_location="cpu", weights_only=True)
+        else:
+            loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=0)
+            chunks = []
+            with torch.no_grad(), tqdm(total=len(dataset), unit="image", desc=f"features of {dataset.folder.name}",
+                                       disable=not self.progress, leave=False) as bar:
+                for batch in loader:
+                    chunks.append(net.convert_features_tuple_to_dict(net(batch.to(self.device)))[layer].float().cpu())
+                    bar.update(len(batch))
+            features = torch.cat(chunks)
+            if stored is not None:
+                from ..checkpoint import atomic_torch_save
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                atomic_torch_save(features, stored)
+        if keep:
+            self._kept[resolved] = features
+        return features
+
+
 def folder_features(folder: str | Path, extractor: str = INCEPTION, weights_path: str | None = None,
                     batch_size: int = 64, device: str | torch.device | None = None,
                     size: tuple[int, int] | None = None, cache: bool = False, progress: bool = False) -> torch.Tensor:
-    """[N, D] features of every image in `folder`. With `cache`, they are kept in
-    $TRANSFIGURE_CACHE/fid_stats and reused until a file in the folder changes."""
-    from ..download import cache_dir
-
-    device = torch.device(device) if device is not None else \
-        torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dataset = ImageFolderDataset(folder, size)
-    net, layer, weights_path = _feature_extractor(extractor, weights_path, device, progress)
-    stored = None
-    if cache:
-        key = _fingerprint(dataset, extractor, weights_path)
-        stored = cache_dir() / "fid_stats" / f"{key}.pt"
-        if stored.is_file():
-            return torch.load(stored, map_location="cpu", weights_only=True)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=0)
-    chunks = []
-    with torch.no_grad(), tqdm(total=len(dataset), unit="image", desc=f"features of {dataset.folder.name}",
-                               disable=not progress, leave=False) as bar:
-        for batch in loader:
-            features = net.convert_features_tuple_to_dict(net(batch.to(device)))[layer]
-            chunks.append(features.float().cpu())
-            bar.update(len(batch))
-    features = torch.cat(chunks)
-    if stored is not None:
-        from ..checkpoint import atomic_torch_save
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(features, stored)
-    return features
+    """[N, D] features of every image in `folder` (see FolderFeatures)."""
+    return FolderFeatures(extractor, weights_path, batch_size, device, size, progress)(folder, cache=cache)
 
 
 def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -239,22 +265,24 @@ def kernel_distance(fake: torch.Tensor, real: torch.Tensor) -> tuple[float, floa
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
+def distances(real_features: torch.Tensor, fake_features: torch.Tensor, extractor: str = INCEPTION,
+              kid: bool = True, names: tuple = ("real", "fake")) -> dict:
+    """FID (and KID mean/std when `kid`) of two feature sets.
+    Returns {"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor", "label"}."""
+    n_real, n_fake = len(real_features), len(fake_features)
+    if min(n_real, n_fake) < 2:
+        raise ValueError(f"FID needs at least 2 images in each folder ({names[0]}: {n_real}, {names[1]}: {n_fake})")
+    out = {"fid": frechet_distance(*feature_statistics(real_features), *feature_statistics(fake_features)),
+           "n_real": n_real, "n_fake": n_fake, "extractor": extractor, "label": metric_label(extractor)}
+    if kid:
+        out["kid_mean"], out["kid_std"] = kernel_distance(fake_features, real_features)
+    return out
+
+
 def fid_kid(real: str | Path, fake: str | Path, extractor: str = INCEPTION, weights_path: str | None = None,
             kid: bool = True, batch_size: int = 64, device: str | torch.device | None = None,
             size: tuple[int, int] | None = None, cache_real: bool = False, progress: bool = False) -> dict:
     """FID (and KID mean/std when `kid`) between two image folders. `cache_real`
-    keeps the real folder's features until one of its files changes.
-    Returns {"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor", "label"}."""
-    common = dict(extractor=extractor, weights_path=weights_path, batch_size=batch_size, device=device, size=size,
-                  progress=progress)
-    real_features = folder_features(real, cache=cache_real, **common)
-    fake_features = folder_features(fake, **common)
-    n_real, n_fake = len(real_features), len(fake_features)
-    if min(n_real, n_fake) < 2:
-        raise ValueError(f"FID needs at least 2 images in each folder ({real}: {n_real}, {fake}: {n_fake})")
-    out = {"fid": frechet_distance(*feature_statistics(real_features), *feature_statistics(fake_features)),
-           "n_real": n_real, "n_fake": n_fake,
-           "extractor": extractor, "label": metric_label(extractor)}
-    if kid:
-        out["kid_mean"], out["kid_std"] = kernel_distance(fake_features, real_features)
-    return out
+    keeps the real folder's features until one of its files changes."""
+    features = FolderFeatures(extractor, weights_path, batch_size, device, size, progress)
+    return distances(features(real, cache=cache_real), features(fake), extractor, kid, (real, fake))

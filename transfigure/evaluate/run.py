@@ -26,7 +26,7 @@ import yaml
 from .. import checkpoint as ckpt
 from ..data.images import list_images, save_image
 from ..translate import SINGLE_GENERATOR_MODELS, load_generator, translate_files
-from .fid import INCEPTION, fid_kid, metric_label
+from .fid import INCEPTION, FolderFeatures, distances, metric_label
 from .quality import score_pairs
 
 METRICS_FILE = "metrics.json"
@@ -136,15 +136,16 @@ def evaluate_run(name: str, checkpoints_dir: str | Path = "checkpoints", results
     trained = opt.get("direction", "AtoB")
     directions = [trained] if opt.get("model") in SINGLE_GENERATOR_MODELS else ["AtoB", "BtoA"]
 
+    features = FolderFeatures(extractor, weights_path, device=device, progress=progress)
     results, missing = {}, {}
     for d in directions:
         source, target = (folder_a, folder_b) if d == "AtoB" else (folder_b, folder_a)
         target_domain = d[-1]
         images = _translate_cached(name, checkpoints_dir, epoch, d, source, work / d, eval_mode, device, progress)
         m = {"images": len(list_images(images)), "folder": str(images)}
+        fake = features(images)
         for side, real in (("target", target), ("source", source)):
-            scores = fid_kid(real, images, extractor=extractor, weights_path=weights_path, kid=kid, device=device,
-                             cache_real=True, progress=progress)
+            scores = distances(features(real, cache=True, keep=True), fake, extractor, kid, (real, images))
             m[f"fid_{side}"] = scores["fid"]
             if kid:
                 m[f"kid_{side}"] = scores["kid_mean"]
