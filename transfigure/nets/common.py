@@ -87,25 +87,31 @@ def _min_size(net: nn.Module) -> int:
     return int(getattr(_unwrap(net), "min_size", 1))
 
 
-def run_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run a generator on a [N,C,H,W] batch of any size: pad H and W up to the net's
-    multiple (and minimum size), run, crop back to H,W. Reflect padding where the image
-    is large enough (fewer border artifacts), replicate otherwise."""
-    squeeze = x.dim() == 3
-    if squeeze:
-        x = x.unsqueeze(0)
+def pad_for(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """`x` [N,C,H,W] padded up to the net's size multiple (and minimum size), and the
+    (rows, cols) slices that crop a result back to H,W. Centred, so both borders see
+    padding; reflect padding where the image is large enough (fewer border artifacts),
+    replicate otherwise."""
     if x.dim() != 4:
-        raise ValueError(f"run_padded expects a [N,C,H,W] tensor, got shape {tuple(x.shape)}")
+        raise ValueError(f"expected a [N,C,H,W] tensor, got shape {tuple(x.shape)}")
     m, lo = size_multiple(net), _min_size(net)
     h, w = x.shape[-2:]
     th, tw = max(math.ceil(h / m) * m, lo), max(math.ceil(w / m) * m, lo)
+    top, left = (th - h) // 2, (tw - w) // 2
+    crop = (slice(top, top + h), slice(left, left + w))
     if (th, tw) == (h, w):
-        y = net(x)
-    else:
-        top, left = (th - h) // 2, (tw - w) // 2  # centre the image: both borders see padding
-        pad = (left, tw - w - left, top, th - h - top)
-        mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
-        y = net(F.pad(x, pad, mode=mode))[..., top:top + h, left:left + w]
+        return x, crop
+    pad = (left, tw - w - left, top, th - h - top)
+    mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
+    return F.pad(x, pad, mode=mode), crop
+
+
+def run_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run a generator on a [N,C,H,W] (or [C,H,W]) image of any size: padded by
+    `pad_for`, run, cropped back to H,W."""
+    squeeze = x.dim() == 3
+    padded, (rows, cols) = pad_for(net, x.unsqueeze(0) if squeeze else x)
+    y = net(padded)[..., rows, cols]
     return y.squeeze(0) if squeeze else y
 
 
