@@ -4,6 +4,7 @@
     t = transfigure.load("shinkai")            # a published model, a run name or a weights file
     cartoon = t(Image.open("photo.jpg"))        # PIL in, PIL out; NumPy and tensors work too
     t.translate_folder("photos/", "cartoons/")
+    t.translate_video("clip.mp4", "clip_cartoon.mp4")   # same frame rate, no audio
 """
 from __future__ import annotations
 
@@ -13,34 +14,41 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.images import image_to_tensor, tensor_to_image
-from .nets import run_padded
+from .cartoonize import DEFAULT_LOAD_SIZE, style_images
+from .translate import (DEFAULT_TILE_OVERLAP, LoadedGenerator, collect_inputs, generator_images, input_root,
+                        limit_size, needs_single_images, translate_inputs)
+from .video import VIDEO_EXTENSIONS, is_video_file, translate_video
 
 
 class Translator:
     """One generator with its preprocessing. Call it on a PIL image, a uint8 (or
     [0, 1] float) HxWx3 NumPy array, or a float tensor in [0, 1] shaped [3, H, W]
     or [N, 3, H, W]; the result is of the same kind and, except for CartoonGAN
-    styles (long side resized to `load_size` as published), the same size."""
+    styles (long side resized to `load_size` as published) and `max_size`, the same
+    size. `tile` (pixels) translates large images in overlapping tiles."""
 
-    def __init__(self, net: torch.nn.Module, source: str, style: bool = False, load_size: int = 450,
-                 input_nc: int = 3, eval_mode: bool = False, device: str | torch.device | None = None):
+    def __init__(self, net: torch.nn.Module, source: str, style: bool = False, load_size: int = DEFAULT_LOAD_SIZE,
+                 input_nc: int = 3, eval_mode: bool = False, device: str | torch.device | None = None,
+                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.net = net.to(self.device)
-        self.source, self.style, self.load_size, self.input_nc, self.eval_mode = (
-            source, style, load_size, input_nc, eval_mode)
+        self.source, self.style, self.input_nc, self.max_size = source, style, input_nc, max_size
+        if style:
+            self._images = style_images(net, load_size, self.device, tile, tile_overlap)
+            self.batch_size = 1
+        else:
+            self._images = generator_images(LoadedGenerator(net, input_nc, 3, source), self.device, eval_mode,
+                                            tile, tile_overlap)
+            self.batch_size = 1 if needs_single_images(net, eval_mode) else 4
+        self.net = net
 
     def __repr__(self) -> str:
         return f"Translator({self.source!r}, device={self.device})"
 
-    @torch.inference_mode()
+    def _prepare(self, image: Image.Image) -> Image.Image:
+        return limit_size(image.convert("L" if self.input_nc == 1 else "RGB"), self.max_size)
+
     def _pil(self, image: Image.Image) -> Image.Image:
-        if self.style:
-            from .cartoonize import cartoonize_image
-            return cartoonize_image(self.net.eval(), image, self.load_size, self.device)
-        self.net.train(not self.eval_mode)
-        x = image_to_tensor(image.convert("L" if self.input_nc == 1 else "RGB")).unsqueeze(0).to(self.device)
-        return tensor_to_image(run_padded(self.net, x)[0].float().cpu())
+        return self._images([self._prepare(image)])[0]
 
     def __call__(self, image):
         if isinstance(image, Image.Image):
@@ -67,25 +75,37 @@ class Translator:
         raise TypeError(f"expected a PIL image, a NumPy array or a tensor, got {type(image).__name__}")
 
     def translate_folder(self, input: str | Path, output: str | Path, overwrite: bool = False,
-                         progress: bool = True):
-        """Every image of `input` (a file or a folder) into `output` as PNG, as `transfigure translate`."""
-        from .translate import LoadedGenerator, collect_inputs, translate_files
+                         recursive: bool = False, progress: bool = True):
+        """Every image and video of `input` (a file, a folder or a glob pattern) into the
+        folder `output`, as `transfigure translate` does: images as PNG, names mirrored,
+        existing outputs kept unless `overwrite`."""
+        return translate_inputs(self._images, collect_inputs(input, recursive), output, self.input_nc,
+                                self.batch_size, overwrite=overwrite, progress=progress, max_size=self.max_size,
+                                root=input_root(input))
 
-        inputs = collect_inputs(input)
-        if self.style:
-            from .cartoonize import cartoonize_files
-            return cartoonize_files(self.net, inputs, output, self.load_size, self.device, overwrite, progress)
-        generator = LoadedGenerator(self.net, self.input_nc, 3, self.source)
-        return translate_files(generator, inputs, output, device=self.device, overwrite=overwrite,
-                               progress=progress, eval_mode=self.eval_mode)
+    def translate_video(self, input: str | Path, output: str | Path, overwrite: bool = False,
+                        progress: bool = True) -> int:
+        """The video file `input` translated frame by frame into the video file `output`
+        (.mp4/.mov/.avi), at the same frame rate, without audio. Returns the frame count."""
+        output = Path(output)
+        if not is_video_file(input):
+            raise ValueError(f"{input}: not a video file (expected one of {' '.join(VIDEO_EXTENSIONS)})")
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output}: already exists; pass overwrite=True to replace it")
+        if output.resolve() == Path(input).resolve():
+            raise ValueError(f"{output}: would overwrite the input video; choose another output")
+        return translate_video(self._images, input, output, self.batch_size, self._prepare, progress)
 
 
 def load(model: str | Path, weights: str | Path | None = None, direction: str | None = None,
          checkpoints_dir: str | Path = "checkpoints", epoch: str = "latest", eval_mode: bool = False,
-         device: str | torch.device | None = None, progress: bool = True) -> Translator:
+         device: str | torch.device | None = None, progress: bool = True, tile: int = 0,
+         tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0) -> Translator:
     """A Translator from a published model's name (`transfigure models`), a weights
     file (.ckpt/.pth/.safetensors, or a folder of CartoonGAN .npy tensors), or a run
-    name under `checkpoints_dir`."""
+    name under `checkpoints_dir`. `tile`, `tile_overlap` and `max_size` are as the
+    command-line options of `transfigure translate`."""
+    sizes = dict(device=device, tile=tile, tile_overlap=tile_overlap, max_size=max_size)
     from .pretrained import MODELS, load_pretrained
     from .translate import load_generator
 
@@ -93,14 +113,13 @@ def load(model: str | Path, weights: str | Path | None = None, direction: str | 
     if key in MODELS and not Path(model).exists():
         if MODELS[key].family == "cartoongan":
             from .cartoonize import load_style
-            return Translator(load_style(key, weights=weights, progress=progress), key, style=True, device=device)
+            return Translator(load_style(key, weights=weights, progress=progress), key, style=True, **sizes)
         g = load_pretrained(key, weights, progress=progress)
-        return Translator(g.net, key, input_nc=g.input_nc, eval_mode=eval_mode, device=device)
+        return Translator(g.net, key, input_nc=g.input_nc, eval_mode=eval_mode, **sizes)
     path = Path(model)
     if path.is_dir() and any(path.glob("*.npy")):
         from .nets.cartoongan import CartoonGANGenerator, load_published_weights
-        return Translator(load_published_weights(CartoonGANGenerator(), path).eval(), str(path), style=True,
-                          device=device)
+        return Translator(load_published_weights(CartoonGANGenerator(), path).eval(), str(path), style=True, **sizes)
     if path.is_file():
         g = load_generator(checkpoint=path, direction=direction)
     elif (Path(checkpoints_dir) / str(model)).is_dir():
@@ -108,4 +127,4 @@ def load(model: str | Path, weights: str | Path | None = None, direction: str | 
     else:
         raise FileNotFoundError(f"{model!r} is no published model (`transfigure models`), no file and no run "
                                 f"under {checkpoints_dir}")
-    return Translator(g.net, g.source, input_nc=g.input_nc, eval_mode=eval_mode, device=device)
+    return Translator(g.net, g.source, input_nc=g.input_nc, eval_mode=eval_mode, **sizes)

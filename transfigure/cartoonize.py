@@ -14,11 +14,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .data.images import image_to_tensor, load_image, save_image, tensor_to_image
+from .data.images import image_to_tensor, tensor_to_image
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
-from .nets.common import run_padded
-from .translate import TranslateSummary, collect_inputs, plan_outputs, report_written
+from .nets.tiling import check_tiling, run_tiled
+from .translate import (DEFAULT_TILE_OVERLAP, ImagesFunction, TranslateSummary, add_input_arguments, collect_inputs,
+                        input_root, report_written, translate_inputs)
 
 STYLES = {
     "hayao": "Hayao Miyazaki's films",
@@ -89,48 +90,53 @@ def style_size(size: tuple[int, int], load_size: int) -> tuple[int, int]:
 
 
 @torch.inference_mode()
-def cartoonize_image(net: torch.nn.Module, image: Image.Image, load_size: int = DEFAULT_LOAD_SIZE,
-                     device: torch.device | str = "cpu") -> Image.Image:
-    """One RGB image -> its cartoon (RGB), at `style_size(image.size, load_size)`."""
+def cartoonize_image(net: torch.nn.Module, image: Image.Image, load_size: int = DEFAULT_LOAD_SIZE, tile: int = 0,
+                     tile_overlap: int = DEFAULT_TILE_OVERLAP) -> Image.Image:
+    """One RGB image -> its cartoon (RGB), at `style_size(image.size, load_size)`, on the
+    net's device; in overlapping tiles of `tile` pixels when larger (see `nets.tiling`)."""
     image = image.convert("RGB")
     size = style_size(image.size, load_size)
     if size != image.size:
         image = image.resize(size, Image.BICUBIC)
     bgr = image_to_tensor(image)[[2, 1, 0]].unsqueeze(0)  # RGB -> BGR, [-1, 1]
     # channels_last: ~15% faster convolutions on CPU; the network itself is size-agnostic.
-    x = bgr.to(device).contiguous(memory_format=torch.channels_last)
-    y = run_padded(net, x)[0, [2, 1, 0]].float().cpu()  # any size: padded to a multiple of 4, cropped
+    x = bgr.contiguous(memory_format=torch.channels_last)
+    y = run_tiled(net, x, tile, tile_overlap)[0, [2, 1, 0]].float()  # any size: padded to a multiple of 4, cropped
     # tensor_to_image maps [-1, 1] to round((y + 1) * 127.5) = the reference's (y * 0.5 + 0.5) * 255.
     return tensor_to_image(y)
 
 
+def style_images(net: torch.nn.Module, load_size: int = DEFAULT_LOAD_SIZE, device: torch.device | str = "cpu",
+                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> ImagesFunction:
+    """PIL images -> their cartoons, one by one (the published preprocessing resizes each)."""
+    check_tiling(tile, tile_overlap)
+    net = net.to(device, memory_format=torch.channels_last).eval()
+    return lambda images: [cartoonize_image(net, image, load_size, tile, tile_overlap) for image in images]
+
+
 def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str | Path,
                      load_size: int = DEFAULT_LOAD_SIZE, device: torch.device | str = "cpu",
-                     overwrite: bool = False, progress: bool = True) -> TranslateSummary:
-    """Cartoonize each input into `output_dir/<stem>.png` (names as `translate`). Existing
+                     overwrite: bool = False, progress: bool = True, tile: int = 0,
+                     tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0,
+                     root: Path | None = None) -> TranslateSummary:
+    """Cartoonize each image or video into `output_dir` (names as `translate`). Existing
     outputs are kept unless `overwrite`; an input file is never written to."""
-    todo, summary = plan_outputs(inputs, Path(output_dir), overwrite)
-    net = net.to(device, memory_format=torch.channels_last).eval()
-    for source, target in tqdm(todo, desc="cartoonizing", unit="img", disable=not progress):
-        save_image(cartoonize_image(net, load_image(source), load_size, device), target)
-        summary.written.append(target)
-    return summary
+    return translate_inputs(style_images(net, load_size, device, tile, tile_overlap), inputs, output_dir,
+                            overwrite=overwrite, progress=progress, max_size=max_size, root=root)
 
 
 def add_cartoonize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--style", required=True, type=str.lower, choices=list(STYLES),
                         help="published CartoonGAN style")
-    parser.add_argument("--input", required=True, help="an image file or a folder of images")
-    parser.add_argument("--output", required=True, help="folder for the cartoons (PNG)")
+    add_input_arguments(parser)
     parser.add_argument("--load_size", type=int, default=DEFAULT_LOAD_SIZE,
                         help="resize so the long side is this many pixels, as the published models "
-                             "expect (default 450); 0 keeps each image's size")
+                             "expect (default 450); 0 keeps each image's size (use --tile for large ones)")
     parser.add_argument("--weights", default=None,
                         help="local weights: a folder of <key>.npy files or a .pth/.safetensors file "
                              f"(default: download into {cache_dir() / 'cartoongan'}/STYLE from "
                              f"${BASE_URL_ENV} or the public copy)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     parser.add_argument("--no_progress", action="store_true", help="no progress bars")
     return parser
 
@@ -141,9 +147,11 @@ def run_cartoonize(args: argparse.Namespace) -> int:
 
     if args.load_size < 0:
         raise ValueError(f"--load_size must be >= 0 (0 keeps the size), got {args.load_size}")
-    inputs = collect_inputs(args.input)  # before any download: a wrong --input fails at once
+    check_tiling(args.tile, args.tile_overlap)
+    inputs = collect_inputs(args.input, args.recursive)  # before any download: a wrong --input fails at once
     device = resolve_device(config.make_options({"device": args.device}))
     net = load_style(args.style, weights=args.weights, progress=not args.no_progress)
     summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, device=device,
-                               overwrite=args.overwrite, progress=not args.no_progress)
+                               overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,
+                               tile_overlap=args.tile_overlap, root=input_root(args.input))
     return report_written(summary, args.output)

@@ -35,12 +35,15 @@ def _cmd_train(args) -> int:
 
 
 def _add_translate(sub) -> None:
+    from .translate import add_input_arguments
+
     p = sub.add_parser(
         "translate", help="translate images with a trained generator",
-        description="Translate one image or a folder of images with a trained run (--name), a weights file "
-                    "(--checkpoint: a .ckpt training state, or a plain official-layout .pth/.safetensors "
-                    "generator) or a published model (--pretrained NAME). Images keep their size. Existing "
-                    "outputs are kept unless --overwrite.")
+        description="Translate images and videos (a file, a folder, or a glob) with a trained run (--name), a "
+                    "weights file (--checkpoint: a .ckpt training state, or a plain official-layout "
+                    ".pth/.safetensors generator) or a published model (--pretrained NAME). Images keep their "
+                    "size unless --max_size; --tile bounds the memory for large ones. Existing outputs are kept "
+                    "unless --overwrite.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--name", help="run name under --checkpoints_dir")
     src.add_argument("--checkpoint", help="a .ckpt, .pth or .safetensors file")
@@ -59,11 +62,12 @@ def _add_translate(sub) -> None:
                    help="batch norm and dropout in eval mode (running statistics, no dropout); without it they "
                         "stay in training mode as in the official test script, which is what pix2pix's "
                         "published results used. No effect on instance-norm models without dropout (CycleGAN)")
-    p.add_argument("--input", required=True, help="an image file or a folder of images")
-    p.add_argument("--output", required=True, help="folder for the translated images (PNG)")
-    p.add_argument("--batch_size", type=int, default=4, help="images per batch (same-size images only)")
+    add_input_arguments(p)
+    p.add_argument("--max_size", type=int, default=0, metavar="PX",
+                   help="scale images (and video frames) down so the long side is at most PX before translating "
+                        "(0 = keep the size; CartoonGAN styles then resize to 450 as published)")
+    p.add_argument("--batch_size", type=int, default=4, help="images or video frames per batch (same-size images only)")
     p.add_argument("--compare", action="store_true", help="also write input|output side by side to OUTPUT/compare/")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no_progress", action="store_true")
     arch = p.add_argument_group("architecture of a plain .pth/.safetensors file without options.yaml beside it")
@@ -72,33 +76,37 @@ def _add_translate(sub) -> None:
 
 
 def _cmd_translate(args) -> int:
-    from .translate import collect_inputs, load_generator, report_written, translate_files
+    from .nets.tiling import check_tiling
+    from .translate import collect_inputs, input_root, load_generator, report_written, translate_files
     from .train import resolve_device
 
     if args.batch_size < 1:
         raise config.ConfigError("--batch_size must be at least 1")
+    if args.max_size < 0:
+        raise config.ConfigError("--max_size must be >= 0 (0 keeps the size)")
     if args.weights and not args.pretrained:
         raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
+    check_tiling(args.tile, args.tile_overlap)
+    # A published model's inputs are checked before any download; a local model's file first.
+    inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
+    where = dict(overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,
+                 tile_overlap=args.tile_overlap, max_size=args.max_size, root=input_root(args.input))
     device = resolve_device(config.make_options({"device": args.device}))
     if args.pretrained:
         from .pretrained import get_model, load_pretrained
-        inputs = collect_inputs(args.input)  # before any download: a wrong --input fails at once
         if get_model(args.pretrained).family == "cartoongan":
             from .cartoonize import cartoonize_files, load_style
             net = load_style(args.pretrained, weights=args.weights, progress=not args.no_progress)
-            summary = cartoonize_files(net, inputs, args.output, device=device, overwrite=args.overwrite,
-                                       progress=not args.no_progress)
-            return report_written(summary, args.output)
+            return report_written(cartoonize_files(net, inputs, args.output, device=device, **where), args.output)
         generator = load_pretrained(args.pretrained, args.weights, progress=not args.no_progress)
     else:
         architecture = {k: getattr(args, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
                         if hasattr(args, k)}
         generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
                                    epoch=args.epoch, direction=args.direction, architecture=architecture)
-        inputs = collect_inputs(args.input)
+        inputs = collect_inputs(args.input, args.recursive)
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
-                              compare=args.compare, overwrite=args.overwrite, progress=not args.no_progress,
-                              eval_mode=args.eval)
+                              compare=args.compare, eval_mode=args.eval, **where)
     return report_written(summary, args.output)
 
 

@@ -1,23 +1,29 @@
 """Apply a trained generator to image files of any size."""
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import Options, make_options
-from .data.images import IMG_EXTENSIONS, image_to_tensor, list_images, load_image, save_image
+from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image, tensor_to_image
 from .methods.pix2pix import ColorizationNet
-from .nets import define_G, load_official_state_dict, run_padded
+from .nets import define_G, load_official_state_dict
+from .nets.tiling import check_tiling, run_tiled
+from .video import AUDIO_NOTE, VIDEO_EXTENSIONS, is_video_file, translate_video
 
 GENERATOR_OPTION_KEYS = ("model", "input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout", "activation",
                          "activation_slope")
 SINGLE_GENERATOR_MODELS = ("pix2pix", "colorization", "cartoongan")
+DEFAULT_TILE_OVERLAP = 64
 
 
 def generator_for(saved: dict, direction: str | None) -> str:
@@ -90,21 +96,64 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
     return _build(opt, "G_B" if "net_G_B" in path.name else "G", state_dict, str(path))
 
 
-def collect_inputs(input_path: str | Path) -> list[Path]:
-    path = Path(input_path)
+def collect_inputs(input_path: str | Path, recursive: bool = False) -> list[Path]:
+    """The images and videos named by --input: a file, a folder (its subfolders too
+    when `recursive`) or a glob pattern such as 'photos/*.jpg' or 'trip/**/*.mp4'."""
+    text = str(input_path)
+    path = Path(text)
+    media = IMG_EXTENSIONS + VIDEO_EXTENSIONS
     if path.is_dir():
-        return list_images(path)
+        candidates = path.rglob("*") if recursive else path.iterdir()
+        # Hidden names are skipped: macOS '._x.jpg' resource forks and checkpoint copies are not the user's data.
+        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in media
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            hint = "" if recursive else "; add --recursive to look in its subfolders"
+            raise FileNotFoundError(f"--input {path}: no image or video files ({' '.join(media)}){hint}")
+        return files
     if path.is_file():
-        if path.suffix.lower() not in IMG_EXTENSIONS:
-            raise ValueError(f"--input {path}: not an image file (expected one of {' '.join(IMG_EXTENSIONS)})")
+        if path.suffix.lower() not in media:
+            raise ValueError(f"--input {path}: not an image or video file (expected one of {' '.join(media)})")
         return [path]
+    if glob.has_magic(text):
+        files = sorted(p for p in map(Path, glob.glob(text, recursive=True))
+                       if p.is_file() and p.suffix.lower() in media)
+        if not files:
+            raise FileNotFoundError(f"--input {text}: the pattern matches no image or video file "
+                                    "(quote it, or the shell expands it first)")
+        return files
     raise FileNotFoundError(f"--input {path}: no such file or folder")
 
 
-def output_names(inputs: list[Path]) -> list[str]:
-    """`photo.jpg` -> `photo.png`; when two inputs share a stem, keep the extension in the name."""
-    stems = [p.stem for p in inputs]
-    return [f"{p.stem}.png" if stems.count(p.stem) == 1 else f"{p.name}.png" for p in inputs]
+def input_root(input_path: str | Path) -> Path:
+    """The folder outputs mirror: a folder input itself, a file's folder, or a glob's fixed prefix."""
+    text = str(input_path)
+    path = Path(text)
+    if path.is_dir():
+        return path
+    if path.is_file() or not glob.has_magic(text):
+        return path.parent
+    fixed = []
+    for part in path.parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def output_names(inputs: list[Path], root: Path | None = None) -> list[Path]:
+    """Each input's output path relative to the output folder, mirroring its place under
+    `root`: `photo.jpg` -> `photo.png`, `trip/clip.mp4` -> `trip/clip.mp4`. When two images
+    of one folder share a stem, the extension stays in the name (`a.jpg.png`)."""
+    relative = []
+    for p in inputs:
+        try:
+            relative.append(p.relative_to(root) if root is not None else Path(p.name))
+        except ValueError:
+            relative.append(Path(p.name))
+    stems = [(r.parent, r.stem) for r in relative if not is_video_file(r)]
+    return [r if is_video_file(r) else r.with_name(f"{r.stem}.png" if stems.count((r.parent, r.stem)) == 1
+                                                 else f"{r.name}.png") for r in relative]
 
 
 @dataclass
@@ -112,21 +161,29 @@ class TranslateSummary:
     written: list[Path] = field(default_factory=list)
     skipped_existing: list[Path] = field(default_factory=list)
 
+    @property
+    def videos(self) -> list[Path]:
+        return [p for p in self.written if is_video_file(p)]
+
 
 def report_written(summary: TranslateSummary, output) -> int:
     """Say what a translate-like command wrote and kept; its exit status (0)."""
-    print(f"Wrote {len(summary.written)} image(s) to {output}")
+    videos = len(summary.videos)
+    print(f"Wrote {len(summary.written) - videos} image(s)" + (f" and {videos} video(s)" if videos else "")
+          + f" to {output}")
+    if videos:
+        print(f"Note: {AUDIO_NOTE}")
     if summary.skipped_existing:
         print(f"Kept {len(summary.skipped_existing)} existing output(s); use --overwrite to replace them")
     return 0
 
 
-def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = ()
-                 ) -> tuple[list[tuple[Path, Path]], TranslateSummary]:
+def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = (),
+                 root: Path | None = None) -> tuple[list[tuple[Path, Path]], TranslateSummary]:
     """(input, output) pairs still to write, and a summary listing the outputs kept
     because they exist. Refuses outright when an output (or its copy in one of
     the `also_in` subfolders) would land on an input file."""
-    targets = [output_dir / n for n in output_names(inputs)]
+    targets = [output_dir / n for n in output_names(inputs, root)]
     input_set = {p.resolve() for p in inputs}
     for target in targets:
         if any(t.resolve() in input_set for t in [target, *(output_dir / d / target.name for d in also_in)]):
@@ -141,42 +198,105 @@ def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in:
     return todo, summary
 
 
-@torch.inference_mode()
-def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: str | Path,
-                    device: torch.device | str = "cpu", batch_size: int = 4, compare: bool = False,
-                    overwrite: bool = False, progress: bool = True, eval_mode: bool = False) -> TranslateSummary:
-    """Translate each image at its own size (padded for the network, cropped
-    back). Same-size neighbours share a batch. Existing outputs are kept
-    unless `overwrite`; an input file is never written to.
+def limit_size(image: Image.Image, max_size: int) -> Image.Image:
+    """`image` scaled down (aspect kept) so its long side is at most `max_size`; 0 = no limit."""
+    if max_size <= 0 or max(image.size) <= max_size:
+        return image
+    scale = max_size / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.LANCZOS)
 
-    As in the official test script, batch norm and dropout stay in training
-    mode unless `eval_mode` (the official --eval): batch statistics come from
-    the image itself, and dropout stays random. Instance norm without dropout
+
+ImagesFunction = Callable[[list[Image.Image]], list[Image.Image]]
+
+
+def generator_images(generator: LoadedGenerator, device: torch.device | str = "cpu", eval_mode: bool = False,
+                     tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> ImagesFunction:
+    """Same-size PIL images -> their translations, as one batch (tile by tile when
+    `tile`). As in the official test script, batch norm and dropout stay in training
+    mode unless `eval_mode` (the official --eval); instance norm without dropout
     (CycleGAN) gives the same result either way."""
-    output_dir = Path(output_dir)
-    todo, summary = plan_outputs(inputs, output_dir, overwrite, also_in=("compare",) if compare else ())
+    check_tiling(tile, tile_overlap)
     net = generator.net.to(device).train(not eval_mode)
-    if not eval_mode and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
-        batch_size = 1  # batch statistics must come from one image, not from its batch neighbours
+    mode = "L" if generator.input_nc == 1 else "RGB"
+
+    @torch.inference_mode()
+    def run(images: list[Image.Image]) -> list[Image.Image]:
+        x = torch.stack([image_to_tensor(image.convert(mode)) for image in images])
+        return [tensor_to_image(y) for y in run_tiled(net, x, tile, tile_overlap).float().cpu()]
+    return run
+
+
+def needs_single_images(net: nn.Module, eval_mode: bool) -> bool:
+    """Batch norm in training mode takes statistics over the batch: one image at a time."""
+    return not eval_mode and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], output_dir: str | Path,
+                     channels: int = 3, batch_size: int = 4, compare: bool = False, overwrite: bool = False,
+                     progress: bool = True, max_size: int = 0, root: Path | None = None) -> TranslateSummary:
+    """Images and videos through `translate_images` into `output_dir` (names by
+    `output_names`; images as PNG, videos in their own container). Same-size
+    neighbouring images share a batch; videos go frame batch by frame batch.
+    Existing outputs are kept unless `overwrite`; an input file is never written to."""
+    output_dir = Path(output_dir)
+    todo, summary = plan_outputs(inputs, output_dir, overwrite, ("compare",) if compare else (), root)
+    images = [(s, t) for s, t in todo if not is_video_file(s)]
+    prepare = lambda image: limit_size(image.convert("L" if channels == 1 else "RGB"), max_size)  # noqa: E731
 
     def flush(batch):
-        x = torch.stack([t for _, _, t in batch]).to(device)
-        y = run_padded(net, x).float().cpu()
-        for (source, target, t), out in zip(batch, y):
+        for (source, target, image), out in zip(batch, translate_images([image for _, _, image in batch])):
             save_image(out, target)
             if compare:
-                side = torch.cat([t.expand(out.shape[0], -1, -1) if t.shape[0] < out.shape[0] else t,
-                                  out.expand(t.shape[0], -1, -1) if out.shape[0] < t.shape[0] else out], 2)
+                side = Image.new("RGB", (image.width + out.width, max(image.height, out.height)), "white")
+                side.paste(image.convert("RGB"), (0, 0))
+                side.paste(out.convert("RGB"), (image.width, 0))
                 save_image(side, output_dir / "compare" / target.name)
             summary.written.append(target)
 
     batch: list = []
-    for source, target in tqdm(todo, desc="translating", unit="img", disable=not progress):
-        tensor = image_to_tensor(load_image(source, generator.input_nc))
-        if batch and (len(batch) == batch_size or batch[-1][2].shape != tensor.shape):
+    for source, target in tqdm(images, desc="translating", unit="img", disable=not progress or not images):
+        image = prepare(load_image(source, channels))
+        if batch and (len(batch) == batch_size or batch[-1][2].size != image.size):
             flush(batch)
             batch = []
-        batch.append((source, target, tensor))
+        batch.append((source, target, image))
     if batch:
         flush(batch)
+    for source, target in todo:
+        if is_video_file(source):
+            translate_video(translate_images, source, target, batch_size, prepare, progress)
+            summary.written.append(target)
     return summary
+
+
+def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: str | Path,
+                    device: torch.device | str = "cpu", batch_size: int = 4, compare: bool = False,
+                    overwrite: bool = False, progress: bool = True, eval_mode: bool = False, tile: int = 0,
+                    tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0,
+                    root: Path | None = None) -> TranslateSummary:
+    """`translate_inputs` with a generator: each image at its own size (or at most
+    `max_size`), padded for the network and cropped back."""
+    run = generator_images(generator, device, eval_mode, tile, tile_overlap)
+    if needs_single_images(generator.net, eval_mode):
+        batch_size = 1
+    return translate_inputs(run, inputs, output_dir, generator.input_nc, batch_size, compare, overwrite, progress,
+                            max_size, root)
+
+
+def add_input_arguments(parser) -> None:
+    """--input and the options on how inputs are read, shared by translate and cartoonize."""
+    parser.add_argument("--input", required=True,
+                        help="an image or video (mp4/avi/mov) file, a folder of them, or a quoted glob pattern "
+                             "such as 'photos/*.jpg' or 'trip/**/*.mp4'")
+    parser.add_argument("--output", required=True,
+                        help="folder for the results: images as PNG, videos in their own format (no audio), "
+                             "mirroring the input names and subfolders")
+    parser.add_argument("--recursive", action="store_true", help="with a folder --input, include its subfolders")
+    parser.add_argument("--tile", type=int, default=0, metavar="SIZE",
+                        help="translate images larger than SIZE pixels in overlapping SIZE x SIZE tiles, so any "
+                             "size fits in memory (0 = whole images; try 512)")
+    parser.add_argument("--tile_overlap", type=int, default=DEFAULT_TILE_OVERLAP, metavar="PX",
+                        help=f"pixels shared by neighbouring tiles, cross-faded to hide seams "
+                             f"(default {DEFAULT_TILE_OVERLAP}; at most half of --tile)")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")

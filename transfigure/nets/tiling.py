@@ -129,9 +129,9 @@ def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int, progress
     (keep them on the CPU for images the device cannot hold). `progress(done, total)`
     is called after each tile."""
     check_tiling(tile, overlap)
-    if tile == 0 or max(x.shape[-2:]) <= tile:
-        return run_padded(net, x)
     device = next(net.parameters()).device
+    if tile == 0 or max(x.shape[-2:]) <= tile:
+        return run_padded(net, x.to(device)).to(x.device)
     # Tiles of the padded image, at starts on the net's stride grid: then every tile
     # samples the image exactly as the untiled run does.
     padded, (rows_kept, cols_kept) = pad_for(net, x)
