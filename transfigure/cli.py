@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -108,6 +109,67 @@ def _cmd_translate(args) -> int:
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
                               compare=args.compare, eval_mode=args.eval, **where)
     return report_written(summary, args.output)
+
+
+def _add_export(sub) -> None:
+    from .export import FORMATS
+
+    p = sub.add_parser(
+        "export", help="save a generator as ONNX or TorchScript for deployment",
+        description="Write a trained run (--name), a weights file (--checkpoint) or a published model (--pretrained) "
+                    "as one self-contained file: float32 RGB images in [0, 1], shaped [N, 3, H, W] with any N, H "
+                    "and W, in; the translation, same shape and range, out (padding for the network and the "
+                    "CartoonGAN styles' BGR order happen inside). ONNX names them 'image' and 'translated'. The "
+                    "file is then run at two sizes and compared with PyTorch. Needs pip install "
+                    "'transfigure[export]' for ONNX.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--name", help="run name under --checkpoints_dir")
+    src.add_argument("--checkpoint", help="a .ckpt, .pth or .safetensors file")
+    src.add_argument("--pretrained", metavar="MODEL", help="a published model by name (`transfigure models`)")
+    p.add_argument("--weights", default=None, metavar="PATH", help="with --pretrained: a local copy of its weights")
+    p.add_argument("--checkpoints_dir", default="checkpoints")
+    p.add_argument("--epoch", default="latest", help="'latest' or an epoch number (with --name)")
+    p.add_argument("--direction", default=None, choices=["AtoB", "BtoA"],
+                   help="which generator of a CycleGAN run (default: the direction it was trained for)")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", required=True, help="the file to write (e.g. horse2zebra.onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    p.add_argument("--no_progress", action="store_true")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .export import ExportWrapper, check_export, export_generator
+    from .translate import load_generator
+
+    if args.weights and not args.pretrained:
+        raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
+    if Path(args.out).exists() and not args.overwrite:  # before any download
+        raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
+    bgr = False
+    if args.pretrained:
+        from .pretrained import get_model, load_pretrained
+        if get_model(args.pretrained).family == "cartoongan":
+            from .cartoonize import load_style
+            net, input_nc, bgr = load_style(args.pretrained, args.weights, progress=not args.no_progress), 3, True
+        else:
+            generator = load_pretrained(args.pretrained, args.weights, progress=not args.no_progress)
+            net, input_nc = generator.net, generator.input_nc
+    else:
+        generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
+                                   epoch=args.epoch, direction=args.direction)
+        net, input_nc = generator.net, generator.input_nc
+    net = net.cpu().eval()
+    out = export_generator(net, args.out, args.format, input_nc=input_nc, bgr=bgr, overwrite=args.overwrite)
+    print(f"Wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): [N, {input_nc}, H, W] images in [0, 1] in, "
+          "the same shape out")
+    if args.format == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        print("Not checked against PyTorch: that needs onnxruntime (pip install 'transfigure[export]')")
+        return 0
+    sizes = ((64, 96), (70, 50))
+    diff = check_export(out, ExportWrapper(net, bgr=bgr).eval(), sizes=sizes, input_nc=input_nc)
+    print(f"Checked at {' and '.join(f'{h}x{w}' for h, w in sizes)}: max abs difference from PyTorch {diff:.2e}")
+    return 0
 
 
 def _add_models(sub) -> None:
@@ -519,7 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image-to-image translation with GANs (CycleGAN, pix2pix, CartoonGAN). Run `transfigure COMMAND --help` for a "
                     "command's options; `transfigure demo` shows the whole pipeline in minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_models, _add_data, _add_evaluate, _add_report, _add_benchmark, _add_cartoonize, _add_demo):
+    for add in (_add_train, _add_translate, _add_export, _add_models, _add_data, _add_evaluate, _add_report, _add_benchmark, _add_cartoonize, _add_demo):
         add(sub)
     return parser
 
