@@ -1,6 +1,7 @@
 """Tiled translation: the blend weights, closeness to the untiled result, and no seams."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,7 +14,7 @@ from transfigure.nets.tiling import _axis_weights, check_tiling, run_tiled, tile
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HAYAO = SHARED / "weights" / "cartoongan" / "hayao"
-PHOTO = SHARED / "photos" / "4--24.jpg"
+PHOTO = SHARED / "photos" / "7--88.jpg"
 
 
 @pytest.mark.parametrize("length,tile,overlap,multiple", [(100, 40, 10, 1), (257, 64, 16, 4), (64, 64, 8, 4),
@@ -50,19 +51,30 @@ def test_a_local_net_tiles_exactly():
     assert (tiled - full)[inner].abs().max() < 1e-5
 
 
-def _seam_ratio(y: torch.Tensor, tile: int, overlap: int) -> float:
-    """Mean horizontal+vertical gradient magnitude on the tile-edge lines over the mean everywhere."""
-    ratios = []
+def _seam_ratio(y: torch.Tensor, tile: int, overlap: int, band: int = 16) -> float:
+    """How much the places where tiles meet stand out. Each column's gradient magnitude
+    over its band's mean, in bands of `band` rows; per column the median over bands (a
+    seam runs the whole height, an edge of the picture does not); the largest such
+    value among the columns where tiles meet (the overlaps, +-2 px). The same for rows.
+    About 1 where nothing stands out."""
+    worst = 0.0
     for axis in (-1, -2):
-        length = y.shape[axis]
-        grad = (y.narrow(axis, 1, length - 1) - y.narrow(axis, 0, length - 1)).abs()
-        profile = grad.mean(dim=[d for d in range(4) if d != axis % 4])
-        spans = tile_spans(length, tile, overlap, 4)
-        edges = sorted({e for (_, a_end), (b_start, _) in zip(spans, spans[1:])
-                        for e in (b_start - 1, b_start, a_end - 2, a_end - 1)})
-        if edges:
-            ratios.append(float(profile[[min(e, length - 2) for e in edges]].mean() / profile.mean()))
-    return max(ratios)
+        t = y[0] if axis == -1 else y[0].transpose(-1, -2)  # zones are columns of t
+        grad = (t[..., 1:] - t[..., :-1]).abs().mean(0)  # [rows, cols - 1]
+        bands = grad[:grad.shape[0] // band * band].reshape(-1, band, grad.shape[1]).mean(1)  # [bands, cols - 1]
+        column = (bands / bands.mean(1, keepdim=True)).median(0).values
+        spans = tile_spans(t.shape[-1], tile, overlap, 4)
+        for (_, a_end), (b_start, _) in zip(spans, spans[1:]):
+            worst = max(worst, float(column[max(b_start - 2, 0):a_end + 2].max()))
+    return worst
+
+
+def test_the_seam_measure_sees_a_seam():
+    torch.manual_seed(0)
+    texture = torch.rand(1, 3, 200, 300) * 0.2
+    seamed = texture.clone()
+    seamed[..., 160:] += 0.1  # a step where two 192-px tiles with 64 px of overlap meet
+    assert _seam_ratio(texture, 192, 64) < 1.1 < 1.3 < _seam_ratio(seamed, 192, 64)
 
 
 def _compare(net, x, tile, overlap):
@@ -78,15 +90,57 @@ def test_instance_norm_generator_tiled_matches_untiled_without_seams():
     _, photo, _ = make_pair(512, seed=3)
     x = image_to_tensor(Image.fromarray(photo).crop((0, 0, 510, 383))).unsqueeze(0)  # no multiple of 4
     diff, seams, untiled_seams = _compare(net, x, 192, 64)
-    assert diff < 3.0, f"mean abs difference {diff:.2f}/255"
-    assert seams <= max(1.1, untiled_seams * 1.1), f"tile edges carry {seams:.2f}x the mean gradient"
+    assert diff < 1.0, f"mean abs difference {diff:.2f}/255"
+    assert seams <= untiled_seams * 1.05, f"overlaps carry {seams:.2f}x the mean gradient ({untiled_seams:.2f} untiled)"
 
 
 @pytest.mark.skipif(not (HAYAO.is_dir() and PHOTO.is_file()), reason="published weights/photos not in ../shared")
 def test_published_cartoongan_tiled_close_to_untiled_without_seams():
     net = load_published_weights(CartoonGANGenerator(), HAYAO).eval()
-    photo = Image.open(PHOTO).convert("RGB").resize((400, 300), Image.BICUBIC)
+    photo = Image.open(PHOTO).convert("RGB").resize((480, 320), Image.BICUBIC)  # sky and fields
     x = image_to_tensor(photo)[[2, 1, 0]].unsqueeze(0)
-    diff, seams, untiled_seams = _compare(net, x, 160, 48)
-    assert diff < 3.0, f"mean abs difference {diff:.2f}/255"
-    assert seams <= max(1.1, untiled_seams * 1.1), f"tile edges carry {seams:.2f}x the mean gradient"
+    diff, seams, untiled_seams = _compare(net, x, 192, 96)
+    assert diff < 1.0, f"mean abs difference {diff:.2f}/255"
+    assert seams <= untiled_seams * 1.05, f"overlaps carry {seams:.2f}x the mean gradient ({untiled_seams:.2f} untiled)"
+
+
+@pytest.fixture(scope="module")
+def random_style(tmp_path_factory):
+    """CartoonGAN weights of the published layout (random values) as a .pth file."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("style") / "random_style.pth"
+    torch.save(CartoonGANGenerator().state_dict(), path)
+    return path
+
+
+def test_cartoonize_tiles_a_video_and_keeps_its_frames(random_style, tmp_path):
+    import cv2
+
+    from transfigure.cli import main
+    from transfigure.video import video_info
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (96, 64))
+    for i in range(4):
+        writer.write(np.full((64, 96, 3), 60 * i, np.uint8))
+    writer.release()
+    assert main(["cartoonize", "--style", "hayao", "--weights", str(random_style), "--input", str(clip),
+                 "--output", str(tmp_path / "out"), "--load_size", "0", "--tile", "64", "--tile_overlap", "16",
+                 "--no_progress"]) == 0
+    fps, frames, width, height = video_info(tmp_path / "out" / "clip.avi")
+    assert (fps, frames, width, height) == (5.0, 4, 96, 64)
+
+
+def test_tiling_benchmark_reports_peak_memory_per_case(random_style, tmp_path):
+    import json
+
+    from transfigure.cli import main
+
+    out = tmp_path / "bench"
+    assert main(["benchmark", "tiling", "--out", str(out), "--weights", str(random_style), "--size", "96x64",
+                 "--tile", "64", "--tile_overlap", "16", "--whole_sizes", "48x32"]) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["case"] for r in rows] == ["startup (16x16 image)", "whole image 48x32", "tiles of 64 px, overlap 16"]
+    assert all(0.05 < r["peak_rss_gib"] < 20 for r in rows)
+    assert Image.open(rows[-1]["output"]).size == (96, 64)
+    assert "| tiles of 64 px, overlap 16 | 96x64 |" in (out / "table.md").read_text()

@@ -35,16 +35,8 @@ def _cmd_train(args) -> int:
     return 0 if result.status in ("finished", "paused") else 130
 
 
-def _add_translate(sub) -> None:
-    from .translate import add_input_arguments
-
-    p = sub.add_parser(
-        "translate", help="translate images with a trained generator",
-        description="Translate images and videos (a file, a folder, or a glob) with a trained run (--name), a "
-                    "weights file (--checkpoint: a .ckpt training state, or a plain official-layout "
-                    ".pth/.safetensors generator) or a published model (--pretrained NAME). Images keep their "
-                    "size unless --max_size; --tile bounds the memory for large ones. Existing outputs are kept "
-                    "unless --overwrite.")
+def _add_model_source(p) -> None:
+    """Which generator: --name | --checkpoint | --pretrained, and the options that refine it."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--name", help="run name under --checkpoints_dir")
     src.add_argument("--checkpoint", help="a .ckpt, .pth or .safetensors file")
@@ -59,6 +51,37 @@ def _add_translate(sub) -> None:
                    help="translate the dataset's A domain into B, or B into A (default: the direction the "
                         "run was trained for; pix2pix models have only that one; a plain generator file maps "
                         "the way it was trained)")
+
+
+def _generator_from_args(args, architecture: dict | None = None):
+    """(LoadedGenerator, whether it is a published CartoonGAN style) for --name,
+    --checkpoint or --pretrained [--weights]."""
+    from .translate import LoadedGenerator, load_generator
+
+    if args.weights and not args.pretrained:
+        raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
+    if args.pretrained:
+        from .pretrained import get_model, load_pretrained
+        if get_model(args.pretrained).family == "cartoongan":
+            from .cartoonize import load_style
+            net = load_style(args.pretrained, weights=args.weights, progress=not args.no_progress)
+            return LoadedGenerator(net, 3, 3, args.pretrained), True
+        return load_pretrained(args.pretrained, args.weights, progress=not args.no_progress), False
+    return load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
+                          epoch=args.epoch, direction=args.direction, architecture=architecture), False
+
+
+def _add_translate(sub) -> None:
+    from .translate import add_input_arguments
+
+    p = sub.add_parser(
+        "translate", help="translate images and videos with a trained or published generator",
+        description="Translate images and videos (a file, a folder, or a glob) with a trained run (--name), a "
+                    "weights file (--checkpoint: a .ckpt training state, or a plain official-layout "
+                    ".pth/.safetensors generator) or a published model (--pretrained NAME). Images keep their "
+                    "size unless --max_size; --tile bounds the memory for large ones. Existing outputs are kept "
+                    "unless --overwrite.")
+    _add_model_source(p)
     p.add_argument("--eval", action="store_true",
                    help="batch norm and dropout in eval mode (running statistics, no dropout); without it they "
                         "stay in training mode as in the official test script, which is what pix2pix's "
@@ -78,34 +101,27 @@ def _add_translate(sub) -> None:
 
 def _cmd_translate(args) -> int:
     from .nets.tiling import check_tiling
-    from .translate import collect_inputs, input_root, load_generator, report_written, translate_files
+    from .translate import collect_inputs, input_root, report_written, translate_files
     from .train import resolve_device
 
     if args.batch_size < 1:
         raise config.ConfigError("--batch_size must be at least 1")
     if args.max_size < 0:
         raise config.ConfigError("--max_size must be >= 0 (0 keeps the size)")
-    if args.weights and not args.pretrained:
-        raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
     check_tiling(args.tile, args.tile_overlap)
     # A published model's inputs are checked before any download; a local model's file first.
     inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
     where = dict(overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,
                  tile_overlap=args.tile_overlap, max_size=args.max_size, root=input_root(args.input))
     device = resolve_device(config.make_options({"device": args.device}))
-    if args.pretrained:
-        from .pretrained import get_model, load_pretrained
-        if get_model(args.pretrained).family == "cartoongan":
-            from .cartoonize import cartoonize_files, load_style
-            net = load_style(args.pretrained, weights=args.weights, progress=not args.no_progress)
-            return report_written(cartoonize_files(net, inputs, args.output, device=device, **where), args.output)
-        generator = load_pretrained(args.pretrained, args.weights, progress=not args.no_progress)
-    else:
-        architecture = {k: getattr(args, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
-                        if hasattr(args, k)}
-        generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
-                                   epoch=args.epoch, direction=args.direction, architecture=architecture)
-        inputs = collect_inputs(args.input, args.recursive)
+    architecture = {k: getattr(args, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
+                    if hasattr(args, k)}
+    generator, style = _generator_from_args(args, architecture)
+    inputs = inputs or collect_inputs(args.input, args.recursive)
+    if style:
+        from .cartoonize import cartoonize_files
+        return report_written(cartoonize_files(generator.net, inputs, args.output, device=device, **where),
+                              args.output)
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
                               compare=args.compare, eval_mode=args.eval, **where)
     return report_written(summary, args.output)
@@ -122,15 +138,7 @@ def _add_export(sub) -> None:
                     "CartoonGAN styles' BGR order happen inside). ONNX names them 'image' and 'translated'. The "
                     "file is then run at two sizes and compared with PyTorch. Needs pip install "
                     "'transfigure[export]' for ONNX.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--name", help="run name under --checkpoints_dir")
-    src.add_argument("--checkpoint", help="a .ckpt, .pth or .safetensors file")
-    src.add_argument("--pretrained", metavar="MODEL", help="a published model by name (`transfigure models`)")
-    p.add_argument("--weights", default=None, metavar="PATH", help="with --pretrained: a local copy of its weights")
-    p.add_argument("--checkpoints_dir", default="checkpoints")
-    p.add_argument("--epoch", default="latest", help="'latest' or an epoch number (with --name)")
-    p.add_argument("--direction", default=None, choices=["AtoB", "BtoA"],
-                   help="which generator of a CycleGAN run (default: the direction it was trained for)")
+    _add_model_source(p)
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="the file to write (e.g. horse2zebra.onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
@@ -140,25 +148,11 @@ def _add_export(sub) -> None:
 
 def _cmd_export(args) -> int:
     from .export import ExportWrapper, check_export, export_generator
-    from .translate import load_generator
 
-    if args.weights and not args.pretrained:
-        raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
     if Path(args.out).exists() and not args.overwrite:  # before any download
         raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
-    bgr = False
-    if args.pretrained:
-        from .pretrained import get_model, load_pretrained
-        if get_model(args.pretrained).family == "cartoongan":
-            from .cartoonize import load_style
-            net, input_nc, bgr = load_style(args.pretrained, args.weights, progress=not args.no_progress), 3, True
-        else:
-            generator = load_pretrained(args.pretrained, args.weights, progress=not args.no_progress)
-            net, input_nc = generator.net, generator.input_nc
-    else:
-        generator = load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
-                                   epoch=args.epoch, direction=args.direction)
-        net, input_nc = generator.net, generator.input_nc
+    generator, bgr = _generator_from_args(args)  # the published styles take BGR
+    net, input_nc = generator.net, generator.input_nc
     net = net.cpu().eval()
     out = export_generator(net, args.out, args.format, input_nc=input_nc, bgr=bgr, overwrite=args.overwrite)
     print(f"Wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): [N, {input_nc}, H, W] images in [0, 1] in, "
@@ -440,7 +434,7 @@ def _add_benchmark_arguments(p, module: str, seeds: int, threads: str) -> None:
 
 
 def _add_benchmark(sub) -> None:
-    p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks")
+    p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks; measure tiling memory")
     b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
     a = b_sub.add_parser(
         "ablation", help="the CycleGAN paper's ablations and baselines, trained under one budget",
@@ -482,6 +476,34 @@ def _add_benchmark(sub) -> None:
     c.add_argument("--feature_steps", type=int, default=600,
                    help="training steps of the evaluation feature network")
     c.set_defaults(func=_cmd_benchmark_cartoon)
+
+    t = b_sub.add_parser(
+        "tiling", help="peak memory of cartoonizing a large photo in tiles vs whole",
+        description="Cartoonizes one photo resized to --size in tiles, and at --whole_sizes without tiles, each in "
+                    "its own process, and reports each process's peak resident memory and time in OUT/table.md "
+                    "and OUT/results.json.")
+    t.add_argument("--out", default="results/tiling_bench", help="folder for inputs, outputs and the table")
+    t.add_argument("--style", default="hayao", type=str.lower, choices=["hayao", "hosoda", "paprika", "shinkai"])
+    t.add_argument("--weights", default=None, help="local weights of the style (as cartoonize --weights)")
+    t.add_argument("--photo", default=None, help="the photo to resize (default: a synthetic street scene)")
+    t.add_argument("--size", default="4000x3000", help="size of the tiled case, WIDTHxHEIGHT")
+    t.add_argument("--tile", type=int, default=512)
+    t.add_argument("--tile_overlap", type=int, default=64)
+    t.add_argument("--whole_sizes", nargs="*", default=["1000x750", "2000x1500"],
+                   help="sizes cartoonized whole, for comparison (memory grows with the pixels)")
+    t.set_defaults(func=_cmd_benchmark_tiling)
+
+
+def _cmd_benchmark_tiling(args) -> int:
+    from .benchmarks.tiling import parse_size, run_tiling
+    from .nets.tiling import check_tiling
+
+    check_tiling(args.tile, args.tile_overlap)
+    if args.tile == 0:
+        raise config.ConfigError("--tile must be positive: this benchmark measures tiling")
+    run_tiling(args.out, args.style, args.weights, parse_size(args.size), args.tile, args.tile_overlap,
+               [parse_size(s) for s in args.whole_sizes], args.photo)
+    return 0
 
 
 def _parse_overrides(items: list[str]) -> dict:
