@@ -10,7 +10,7 @@ from transfigure.data.images import image_to_tensor
 from transfigure.data.synthetic import make_pair
 from transfigure.nets import define_G, run_padded
 from transfigure.nets.cartoongan import CartoonGANGenerator, load_published_weights
-from transfigure.nets.tiling import _axis_weights, check_tiling, run_tiled, tile_spans
+from transfigure.nets.tiling import _axis_weights, check_tiling, run_tiled, seam_ratio, tile_spans
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 HAYAO = SHARED / "weights" / "cartoongan" / "hayao"
@@ -51,37 +51,19 @@ def test_a_local_net_tiles_exactly():
     assert (tiled - full)[inner].abs().max() < 1e-5
 
 
-def _seam_ratio(y: torch.Tensor, tile: int, overlap: int, band: int = 16) -> float:
-    """How much the places where tiles meet stand out. Each column's gradient magnitude
-    over its band's mean, in bands of `band` rows; per column the median over bands (a
-    seam runs the whole height, an edge of the picture does not); the largest such
-    value among the columns where tiles meet (the overlaps, +-2 px). The same for rows.
-    About 1 where nothing stands out."""
-    worst = 0.0
-    for axis in (-1, -2):
-        t = y[0] if axis == -1 else y[0].transpose(-1, -2)  # zones are columns of t
-        grad = (t[..., 1:] - t[..., :-1]).abs().mean(0)  # [rows, cols - 1]
-        bands = grad[:grad.shape[0] // band * band].reshape(-1, band, grad.shape[1]).mean(1)  # [bands, cols - 1]
-        column = (bands / bands.mean(1, keepdim=True)).median(0).values
-        spans = tile_spans(t.shape[-1], tile, overlap, 4)
-        for (_, a_end), (b_start, _) in zip(spans, spans[1:]):
-            worst = max(worst, float(column[max(b_start - 2, 0):a_end + 2].max()))
-    return worst
-
-
 def test_the_seam_measure_sees_a_seam():
     torch.manual_seed(0)
     texture = torch.rand(1, 3, 200, 300) * 0.2
     seamed = texture.clone()
     seamed[..., 160:] += 0.1  # a step where two 192-px tiles with 64 px of overlap meet
-    assert _seam_ratio(texture, 192, 64) < 1.1 < 1.3 < _seam_ratio(seamed, 192, 64)
+    assert seam_ratio(texture, 192, 64) < 1.1 < 1.3 < seam_ratio(seamed, 192, 64)
 
 
 def _compare(net, x, tile, overlap):
     with torch.inference_mode():
         full, tiled = run_padded(net, x), run_tiled(net, x, tile, overlap)
     assert tiled.shape == full.shape
-    return float((tiled - full).abs().mean() * 127.5), _seam_ratio(tiled, tile, overlap), _seam_ratio(full, tile, overlap)
+    return float((tiled - full).abs().mean() * 127.5), seam_ratio(tiled, tile, overlap), seam_ratio(full, tile, overlap)
 
 
 def test_instance_norm_generator_tiled_matches_untiled_without_seams():
@@ -138,9 +120,11 @@ def test_tiling_benchmark_reports_peak_memory_per_case(random_style, tmp_path):
 
     out = tmp_path / "bench"
     assert main(["benchmark", "tiling", "--out", str(out), "--weights", str(random_style), "--size", "96x64",
-                 "--tile", "64", "--tile_overlap", "16", "--whole_sizes", "48x32"]) == 0
+                 "--tile", "64", "--tile_overlap", "16", "--whole_sizes", "96x64"]) == 0
     rows = json.loads((out / "results.json").read_text())
-    assert [r["case"] for r in rows] == ["startup (16x16 image)", "whole image 48x32", "tiles of 64 px, overlap 16"]
+    assert [r["case"] for r in rows] == ["startup (16x16 image)", "whole image 96x64", "tiles of 64 px, overlap 16"]
     assert all(0.05 < r["peak_rss_gib"] < 20 for r in rows)
     assert Image.open(rows[-1]["output"]).size == (96, 64)
-    assert "| tiles of 64 px, overlap 16 | 96x64 |" in (out / "table.md").read_text()
+    assert 0 < rows[-1]["mean_abs_diff_vs_whole"] < 255 and rows[-1]["seam_ratio_tiled"] > 0
+    table = (out / "table.md").read_text()
+    assert "| tiles of 64 px, overlap 16 | 96x64 |" in table and "Tiled vs whole at 96x64" in table

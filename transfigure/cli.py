@@ -488,7 +488,7 @@ def _add_benchmark(sub) -> None:
     t.add_argument("--photo", default=None, help="the photo to resize (default: a synthetic street scene)")
     t.add_argument("--size", default="4000x3000", help="size of the tiled case, WIDTHxHEIGHT")
     t.add_argument("--tile", type=int, default=512)
-    t.add_argument("--tile_overlap", type=int, default=64)
+    t.add_argument("--tile_overlap", type=int, default=128)
     t.add_argument("--whole_sizes", nargs="*", default=["1000x750", "2000x1500"],
                    help="sizes cartoonized whole, for comparison (memory grows with the pixels)")
     t.set_defaults(func=_cmd_benchmark_tiling)

@@ -131,7 +131,7 @@ def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int, progress
     (keep them on the CPU for images the device cannot hold). `progress(done, total)`
     is called after each tile."""
     check_tiling(tile, overlap)
-    device = next(net.parameters()).device
+    device = next(net.parameters(), x).device  # a net without parameters runs where x is
     if tile == 0 or max(x.shape[-2:]) <= tile:
         return run_padded(net, x.to(device)).to(x.device)
     # Tiles of the padded image, at starts on the net's stride grid: then every tile
@@ -160,3 +160,23 @@ def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int, progress
             if progress is not None:
                 progress(i * len(cols) + j + 1, len(rows) * len(cols))
     return out[..., rows_kept, cols_kept]
+
+
+def seam_ratio(y: torch.Tensor, tile: int, overlap: int, multiple: int = 4, band: int = 16) -> float:
+    """How much the places where tiles meet stand out. Each column's gradient magnitude
+    over its band's mean, in bands of `band` rows; per column the median over bands (a
+    seam runs the whole height, an edge of the picture does not); the largest such
+    value among the columns where tiles meet (the overlaps, +-2 px). The same for rows.
+    About 1 where nothing stands out; compare with the untiled result's value, as
+    picture content can stand out there too. `y` is [1, C, H, W]; `multiple` the
+    net's size multiple (tile placement depends on it)."""
+    worst = 0.0
+    for axis in (-1, -2):
+        t = y[0] if axis == -1 else y[0].transpose(-1, -2)  # zones are columns of t
+        grad = (t[..., 1:] - t[..., :-1]).abs().mean(0)  # [rows, cols - 1]
+        bands = grad[:grad.shape[0] // band * band].reshape(-1, band, grad.shape[1]).mean(1)  # [bands, cols - 1]
+        column = (bands / bands.mean(1, keepdim=True)).median(0).values
+        spans = tile_spans(t.shape[-1], tile, overlap, multiple)
+        for (_, a_end), (b_start, _) in zip(spans, spans[1:]):
+            worst = max(worst, float(column[max(b_start - 2, 0):a_end + 2].max()))
+    return worst
