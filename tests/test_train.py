@@ -102,10 +102,11 @@ def test_ctrl_c_saves_and_resumes(tiny_dataset, tmp_path):
         return losses
 
     trainer.method.train_step = step_then_interrupt
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when run in the background
     result = trainer.run()
     assert result.status == "interrupted" and result.total_steps == 3
     assert ckpt.load_training_state(tmp_path / "run" / "latest.ckpt")["total_steps"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) == handler_before  # the run's own handler is gone
 
 
 def test_refuses_to_overwrite_or_resume_with_other_architecture(tiny_dataset, tmp_path):

@@ -1,4 +1,4 @@
-"""Apply a trained generator to image files of any size."""
+"""Apply a generator to images and videos of any size: loading it, finding the inputs, naming the outputs."""
 from __future__ import annotations
 
 import glob
