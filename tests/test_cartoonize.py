@@ -116,6 +116,13 @@ def test_training_variants_any_size(norm, activation):
     assert y.shape == (1, 3, 37, 30) and y.abs().max() <= 1
 
 
+def test_tiny_images_are_padded_up_not_crashed():
+    net = CartoonGANGenerator(ngf=8, n_blocks=1).eval()
+    for width, height in [(1, 1), (3, 2), (7, 5)]:
+        out = cartoonize_image(net, Image.new("RGB", (width, height), (90, 140, 200)), load_size=0)
+        assert out.size == (width, height)
+
+
 def test_style_size_follows_reference_truncation():
     assert style_size((800, 600), 450) == (450, 337)   # int(337.5)
     assert style_size((640, 960), 450) == (300, 450)

@@ -61,6 +61,7 @@ class CartoonGANGenerator(nn.Module):
     (`size_multiple`; `nets.run_padded` handles any size)."""
 
     size_multiple = 4
+    min_size = 8  # reflect padding needs sides > 3 at full and > 1 at quarter resolution; run_padded pads up
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 8,
                  norm: str = "published", activation: str = "relu", negative_slope: float = 0.01):
