@@ -91,7 +91,8 @@ def _add_translate(sub) -> None:
                    help="scale images (and video frames) down so the long side is at most PX before translating "
                         "(0 = keep the size; CartoonGAN styles then resize to 450 as published)")
     p.add_argument("--batch_size", type=int, default=4, help="images or video frames per batch (same-size images only)")
-    p.add_argument("--compare", action="store_true", help="also write input|output side by side to OUTPUT/compare/")
+    p.add_argument("--compare", action="store_true",
+                   help="also write input|output side by side to OUTPUT/compare/ (images; not videos)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no_progress", action="store_true")
     arch = p.add_argument_group("architecture of a plain .pth/.safetensors file without options.yaml beside it")
