@@ -105,17 +105,15 @@ def load(model: str | Path, weights: str | Path | None = None, direction: str | 
     file (.ckpt/.pth/.safetensors, or a folder of CartoonGAN .npy tensors), or a run
     name under `checkpoints_dir`. `tile`, `tile_overlap` and `max_size` are as the
     command-line options of `transfigure translate`."""
-    sizes = dict(device=device, tile=tile, tile_overlap=tile_overlap, max_size=max_size)
     from .pretrained import MODELS, load_pretrained
     from .translate import load_generator
 
+    sizes = dict(device=device, tile=tile, tile_overlap=tile_overlap, max_size=max_size)
     key = str(model).lower()
     if key in MODELS and not Path(model).exists():
-        if MODELS[key].family == "cartoongan":
-            from .cartoonize import load_style
-            return Translator(load_style(key, weights=weights, progress=progress), key, style=True, **sizes)
         g = load_pretrained(key, weights, progress=progress)
-        return Translator(g.net, key, input_nc=g.input_nc, eval_mode=eval_mode, **sizes)
+        return Translator(g.net, key, style=MODELS[key].family == "cartoongan", input_nc=g.input_nc,
+                          eval_mode=eval_mode, **sizes)
     path = Path(model)
     if path.is_dir() and any(path.glob("*.npy")):
         from .nets.cartoongan import CartoonGANGenerator, load_published_weights

@@ -56,17 +56,14 @@ def _add_model_source(p) -> None:
 def _generator_from_args(args, architecture: dict | None = None):
     """(LoadedGenerator, whether it is a published CartoonGAN style) for --name,
     --checkpoint or --pretrained [--weights]."""
-    from .translate import LoadedGenerator, load_generator
+    from .translate import load_generator
 
     if args.weights and not args.pretrained:
         raise config.ConfigError("--weights goes with --pretrained (for a file of your own, use --checkpoint)")
     if args.pretrained:
         from .pretrained import get_model, load_pretrained
-        if get_model(args.pretrained).family == "cartoongan":
-            from .cartoonize import load_style
-            net = load_style(args.pretrained, weights=args.weights, progress=not args.no_progress)
-            return LoadedGenerator(net, 3, 3, args.pretrained), True
-        return load_pretrained(args.pretrained, args.weights, progress=not args.no_progress), False
+        return (load_pretrained(args.pretrained, args.weights, progress=not args.no_progress),
+                get_model(args.pretrained).family == "cartoongan")
     return load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
                           epoch=args.epoch, direction=args.direction, architecture=architecture), False
 

@@ -121,12 +121,14 @@ def fetch(model: PublishedModel, progress: bool = True) -> Path:
 
 
 def load_pretrained(name: str, weights: str | os.PathLike | None = None, progress: bool = True):
-    """A LoadedGenerator for a published model: from `weights` if given, else the cache/download."""
-    from .translate import load_generator
+    """A LoadedGenerator for a published model: from `weights` if given, else the cache/download.
+    A CartoonGAN style's net expects the style's own preprocessing (`cartoonize.style_images`)."""
+    from .translate import LoadedGenerator, load_generator
 
     model = get_model(name)
     if model.family == "cartoongan":
-        raise ValueError(f"{model.name} is a CartoonGAN style: use `transfigure cartoonize --style {model.name}`")
+        from .cartoonize import load_style
+        return LoadedGenerator(load_style(model.name, weights=weights, progress=progress), 3, 3, model.name)
     path = Path(weights) if weights else fetch(model, progress)
     if not path.is_file():
         raise FileNotFoundError(f"--weights {path}: no such file")
