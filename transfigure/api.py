@@ -16,7 +16,7 @@ from PIL import Image
 
 from .cartoonize import DEFAULT_LOAD_SIZE, style_images
 from .translate import (DEFAULT_TILE_OVERLAP, LoadedGenerator, collect_inputs, generator_images, input_root,
-                        limit_size, needs_single_images, translate_inputs)
+                        needs_single_images, prepare_image, translate_inputs)
 from .video import VIDEO_EXTENSIONS, is_video_file, translate_video
 
 
@@ -45,7 +45,7 @@ class Translator:
         return f"Translator({self.source!r}, device={self.device})"
 
     def _prepare(self, image: Image.Image) -> Image.Image:
-        return limit_size(image.convert("L" if self.input_nc == 1 else "RGB"), self.max_size)
+        return prepare_image(image, self.input_nc, self.max_size)
 
     def _pil(self, image: Image.Image) -> Image.Image:
         return self._images([self._prepare(image)])[0]

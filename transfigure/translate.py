@@ -1,6 +1,7 @@
 """Apply a generator to images and videos of any size: loading it, finding the inputs, naming the outputs."""
 from __future__ import annotations
 
+import functools
 import glob
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import Options, make_options
-from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image, tensor_to_image
+from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image, tensor_to_image, visible_files
 from .methods.pix2pix import ColorizationNet
 from .nets import define_G, load_official_state_dict
 from .nets.tiling import check_tiling, run_tiled
@@ -103,10 +104,7 @@ def collect_inputs(input_path: str | Path, recursive: bool = False) -> list[Path
     path = Path(text)
     media = IMG_EXTENSIONS + VIDEO_EXTENSIONS
     if path.is_dir():
-        candidates = path.rglob("*") if recursive else path.iterdir()
-        # Hidden names are skipped: macOS '._x.jpg' resource forks and checkpoint copies are not the user's data.
-        files = sorted(p for p in candidates if p.is_file() and p.suffix.lower() in media
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = sorted(p for p in visible_files(path, recursive) if p.suffix.lower() in media)
         if not files:
             hint = "" if recursive else "; add --recursive to look in its subfolders"
             raise FileNotFoundError(f"--input {path}: no image or video files ({' '.join(media)}){hint}")
@@ -198,8 +196,10 @@ def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in:
     return todo, summary
 
 
-def limit_size(image: Image.Image, max_size: int) -> Image.Image:
-    """`image` scaled down (aspect kept) so its long side is at most `max_size`; 0 = no limit."""
+def prepare_image(image: Image.Image, channels: int = 3, max_size: int = 0) -> Image.Image:
+    """`image` as the generator takes it: 'L' (channels 1) or 'RGB', scaled down (aspect
+    kept) so its long side is at most `max_size` (0 = no limit)."""
+    image = image.convert("L" if channels == 1 else "RGB")
     if max_size <= 0 or max(image.size) <= max_size:
         return image
     scale = max_size / max(image.size)
@@ -242,7 +242,7 @@ def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], outpu
     output_dir = Path(output_dir)
     todo, summary = plan_outputs(inputs, output_dir, overwrite, ("compare",) if compare else (), root)
     images = [(s, t) for s, t in todo if not is_video_file(s)]
-    prepare = lambda image: limit_size(image.convert("L" if channels == 1 else "RGB"), max_size)  # noqa: E731
+    prepare = functools.partial(prepare_image, channels=channels, max_size=max_size)
 
     def flush(batch):
         for (source, target, image), out in zip(batch, translate_images([image for _, _, image in batch])):

@@ -34,6 +34,15 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMG_EXTENSIONS
 
 
+def visible_files(folder: Path, recursive: bool = False) -> list[Path]:
+    """The files in `folder` (and its subfolders when `recursive`), skipping hidden names:
+    macOS '._x.jpg' resource forks and '.ipynb_checkpoints' copies look like images but
+    are not the user's data."""
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return [p for p in candidates if p.is_file()
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+
+
 def list_images(folder: str | Path, recursive: bool = False, max_size: int = 0,
                 expected: str = "") -> list[Path]:
     """Image files in `folder` (sorted; at most `max_size` of them, 0 = all).
@@ -42,11 +51,7 @@ def list_images(folder: str | Path, recursive: bool = False, max_size: int = 0,
     hint = f"; {expected}" if expected else ""
     if not folder.is_dir():
         raise DatasetFolderError(f"{folder}: no such folder{hint}")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    # Hidden names are skipped: macOS '._x.jpg' resource forks and '.ipynb_checkpoints'
-    # copies look like images but are not the user's data.
-    files = [p for p in candidates if p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    files = visible_files(folder, recursive)
     images = sorted(p for p in files if is_image_file(p))
     if not images:
         others = f" (found {len(files)} other file(s), e.g. {sorted(files)[0].name})" if files else ""
