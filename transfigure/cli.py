@@ -432,6 +432,9 @@ def _add_benchmark_arguments(p, module: str, seeds: int, threads: str) -> None:
 
 
 def _add_benchmark(sub) -> None:
+    from .cartoonize import STYLES
+    from .translate import DEFAULT_TILE_OVERLAP
+
     p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks; measure tiling memory")
     b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
     a = b_sub.add_parser(
@@ -481,12 +484,12 @@ def _add_benchmark(sub) -> None:
                     "its own process, and reports each process's peak resident memory and time in OUT/table.md "
                     "and OUT/results.json.")
     t.add_argument("--out", default="results/tiling_bench", help="folder for inputs, outputs and the table")
-    t.add_argument("--style", default="hayao", type=str.lower, choices=["hayao", "hosoda", "paprika", "shinkai"])
+    t.add_argument("--style", default="hayao", type=str.lower, choices=list(STYLES))
     t.add_argument("--weights", default=None, help="local weights of the style (as cartoonize --weights)")
     t.add_argument("--photo", default=None, help="the photo to resize (default: a synthetic street scene)")
     t.add_argument("--size", default="4000x3000", help="size of the tiled case, WIDTHxHEIGHT")
     t.add_argument("--tile", type=int, default=512)
-    t.add_argument("--tile_overlap", type=int, default=128)
+    t.add_argument("--tile_overlap", type=int, default=DEFAULT_TILE_OVERLAP)
     t.add_argument("--whole_sizes", nargs="*", default=["1000x750", "2000x1500"],
                    help="sizes cartoonized whole, for comparison (memory grows with the pixels)")
     t.set_defaults(func=_cmd_benchmark_tiling)

@@ -29,13 +29,20 @@ def _cv2():
     return cv2
 
 
+def _open(path: str | Path):
+    """An OpenCV capture of `path`; an error naming the file when it cannot be decoded."""
+    capture = _cv2().VideoCapture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise ImageLoadError(path, "cannot be opened as a video (OpenCV could not decode it)")
+    return capture
+
+
 def video_info(path: str | Path) -> tuple[float, int, int, int]:
     """(fps, frame count as the container states it, width, height)."""
     cv2 = _cv2()
-    capture = cv2.VideoCapture(str(path))
+    capture = _open(path)
     try:
-        if not capture.isOpened():
-            raise ImageLoadError(path, "cannot be opened as a video (OpenCV could not decode it)")
         return (capture.get(cv2.CAP_PROP_FPS), int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
                 int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     finally:
@@ -45,9 +52,7 @@ def video_info(path: str | Path) -> tuple[float, int, int, int]:
 def read_frames(path: str | Path):
     """The frames of a video as RGB PIL images, in order."""
     cv2 = _cv2()
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise ImageLoadError(path, "cannot be opened as a video (OpenCV could not decode it)")
+    capture = _open(path)
     try:
         while True:
             ok, frame = capture.read()

@@ -125,11 +125,10 @@ def _per_image_dims(m: nn.Module) -> tuple[int, ...] | None:
     return None
 
 
-def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int, progress=None) -> torch.Tensor:
+def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
     """`run_padded(net, x)` computed tile by tile: [N,C,H,W] -> [N,C',H,W]. Only one
     tile at a time is on the net's device; `x` and the result stay where `x` is
-    (keep them on the CPU for images the device cannot hold). `progress(done, total)`
-    is called after each tile."""
+    (keep them on the CPU for images the device cannot hold)."""
     check_tiling(tile, overlap)
     device = next(net.parameters(), x).device  # a net without parameters runs where x is
     if tile == 0 or max(x.shape[-2:]) <= tile:
@@ -150,15 +149,13 @@ def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int, progress
     rows, cols = tile_spans(h, tile, overlap, multiple), tile_spans(w, tile, overlap, multiple)
     row_w, col_w = _axis_weights(rows, h, overlap), _axis_weights(cols, w, overlap)
     out = None
-    for i, ((top, bottom), wy) in enumerate(zip(rows, row_w)):
-        for j, ((left, right), wx) in enumerate(zip(cols, col_w)):
-            with stats.applied():
+    with stats.applied():
+        for (top, bottom), wy in zip(rows, row_w):
+            for (left, right), wx in zip(cols, col_w):
                 y = run_padded(net, padded[..., top:bottom, left:right].to(device)).float().to(x.device)
-            if out is None:
-                out = torch.zeros(x.shape[0], y.shape[1], h, w, device=x.device)
-            out[..., top:bottom, left:right] += y * (wy[:, None] * wx[None, :]).to(x.device)
-            if progress is not None:
-                progress(i * len(cols) + j + 1, len(rows) * len(cols))
+                if out is None:
+                    out = torch.zeros(x.shape[0], y.shape[1], h, w, device=x.device)
+                out[..., top:bottom, left:right] += y * (wy[:, None] * wx[None, :]).to(x.device)
     return out[..., rows_kept, cols_kept]
 
 
