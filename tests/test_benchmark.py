@@ -168,6 +168,20 @@ def test_torchscript_segmenters(tiny_dataset, tmp_path, capsys):
     assert "mean IoU 1.000" in capsys.readouterr().out
 
 
+def test_fixed_iteration_count_unless_a_budget_is_given(tmp_path):
+    from transfigure.benchmarks.runs import open_folder, settle_iterations
+
+    def measure():
+        raise AssertionError("the default count must not depend on this machine's speed")
+
+    record = open_folder(tmp_path / "a", {"x": 1})
+    assert settle_iterations(tmp_path / "a", record, None, None, 2, MIN_ITERATIONS, measure, 1000) == 1000
+    record = open_folder(tmp_path / "b", {"x": 1})
+    assert settle_iterations(tmp_path / "b", record, None, 900, 2, MIN_ITERATIONS, lambda: {"a": 0.1, "b": 0.2},
+                             1000) == 1500
+    assert open_folder(tmp_path / "b", {"x": 1})["iterations"] == 1500  # kept for the rerun
+
+
 def test_iteration_count_and_spread():
     assert decide_iterations(900, {"a": 0.1, "b": 0.2}, 2, MIN_ITERATIONS) == 1500
     assert decide_iterations(1, {"a": 0.1}, 2, MIN_ITERATIONS) == 200         # never below the minimum

@@ -5,6 +5,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 
 from transfigure.benchmarks.cartoon import METRICS, methods
 from transfigure.cli import main
@@ -14,7 +15,8 @@ TINY = ["--set", "ngf=4", "--set", "ndf=4", "--set", "pool_size=2", "--set", "ba
 
 def _args(out: Path) -> list[str]:
     return ["benchmark", "cartoon", "--out", str(out), "--size", "32", "--n_train", "8", "--n_test", "4",
-            "--iterations", "8", "--content_weights", "random", "--feature_steps", "20", "--no_progress", *TINY]
+            "--iterations", "8", "--content_weights", "synthetic", "--content_steps", "20", "--feature_steps", "20",
+            "--no_progress", *TINY]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,10 @@ def bench(tmp_path_factory):
 
 def test_writes_table_csv_page_and_grid(bench, image_sources):
     table = (bench / "table.md").read_text()
-    labels = [m.label for m in methods()] + ["test photos unchanged (floor)", "ground-truth cartoons (ceiling)"]
+    untrained = ["untrained generator (CartoonGAN)", "untrained generator (improved CartoonGAN)",
+                 "untrained generator (CycleGAN, CycleGAN + init phase, CycleGAN + edge smoothing)"]
+    labels = [m.label for m in methods()] + untrained + ["test photos unchanged (floor)",
+                                                          "ground-truth cartoons (ceiling)"]
     rows = {}
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -37,7 +42,8 @@ def test_writes_table_csv_page_and_grid(bench, image_sources):
         assert all(c != "—" for c in cells[1:1 + len(METRICS)]), label   # every metric measured
     truth = rows["ground-truth cartoons (ceiling)"]
     assert truth[1] == "1.000" and truth[2] == "0.00"                     # the ground truth against itself
-    assert "not Inception" in table and "fixed random weights" in table
+    assert "not Inception" in table and "trained here to label synthetic scenes" in table
+    assert "8 iterations per run" in table
     assert "100.30" in rows["CartoonGAN"][-1]                              # the study's figures, for reference
 
     with open(bench / "table.csv") as f:
@@ -49,9 +55,14 @@ def test_writes_table_csv_page_and_grid(bench, image_sources):
 
     sources = image_sources((bench / "index.html").read_text())
     assert sources == ["grid.png"] and (bench / "grid.png").is_file()
-    # Every run trained all its iterations, CartoonGAN's with the edge-smoothed cartoons made up front.
+    # Every run trained all its iterations, on the offline content network, CartoonGAN's with the
+    # edge-smoothed cartoons made up front.
     for m in methods():
-        assert (bench / "checkpoints" / f"{m.key}_seed0" / "latest.ckpt").is_file()
+        state = torch.load(bench / "checkpoints" / f"{m.key}_seed0" / "latest.ckpt", weights_only=True)
+        assert state["total_steps"] == 8, m.key
+        assert state["options"]["content_net"] == "synthetic-scenes:features"
+        assert state["options"]["content_weights"] == str(bench / "content_net.pt")
+
     assert len(list((bench / "data" / "trainB_smooth").iterdir())) == 8
 
 

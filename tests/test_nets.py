@@ -7,6 +7,7 @@ from torch import nn
 
 from transfigure.nets import (clean_official_state_dict, define_D, define_G, get_norm_layer, init_weights,
                               load_official_state_dict, run_padded, size_multiple)
+from transfigure.nets.common import accepts_any_size
 
 
 def n_params(net):
@@ -330,14 +331,31 @@ class _Probe(nn.Module):
 
 @pytest.mark.parametrize("h,w,mode", [(13, 21, "reflect"), (3, 21, "replicate"), (16, 24, None)])
 def test_run_padded_crops_back_the_same_pixels(h, w, mode):
-    probe = _Probe()
+    seen = []
+
+    class Grab(_Probe):
+        def forward(self, x):
+            seen.append(x)
+            return super().forward(x)
+
+    probe = Grab()
     x = torch.randn(1, 3, h, w)
     y = run_padded(probe, x)
     assert torch.equal(y, x)
-    assert probe.seen == [(math.ceil(h / 8) * 8, math.ceil(w / 8) * 8)]
+    th, tw = math.ceil(h / 8) * 8, math.ceil(w / 8) * 8
+    assert probe.seen == [(th, tw)]
+    padded = seen[0]
+    assert torch.equal(padded[..., :h, :w], x)  # the image stays at the top left: the stride grid is kept
+    if mode == "reflect":  # the first padded row mirrors the second-to-last image row
+        assert torch.equal(padded[..., h, :w], x[..., h - 2, :])
+        assert torch.equal(padded[..., :h, w], x[..., :, w - 2])
+    elif mode == "replicate":  # too short to reflect: the last row repeats
+        assert torch.equal(padded[..., th - 1, :w], x[..., h - 1, :])
+    else:
+        assert padded.shape == x.shape
 
 
-def test_run_padded_uses_reflect_padding_when_possible():
+def test_run_padded_pads_bottom_and_right_only():
     seen = []
 
     class Grab(_Probe):
@@ -347,12 +365,29 @@ def test_run_padded_uses_reflect_padding_when_possible():
 
     x = torch.arange(1 * 1 * 6 * 6, dtype=torch.float32).reshape(1, 1, 6, 6)
     run_padded(Grab(), x)
-    padded = seen[0]  # 8x8: one row/column each side, reflected (no repeated border values)
-    assert torch.equal(padded[..., 1:7, 1:7], x)
-    assert torch.equal(padded[..., 0, 1:7], x[..., 1, :]) and torch.equal(padded[..., 1:7, 0], x[..., :, 1])
+    padded = seen[0]  # 8x8: two rows below, two columns right, reflected (no repeated border values)
+    assert torch.equal(padded[..., :6, :6], x)
+    assert torch.equal(padded[..., 6, :6], x[..., 4, :]) and torch.equal(padded[..., 7, :6], x[..., 3, :])
+    assert torch.equal(padded[..., :6, 6], x[..., :, 4]) and torch.equal(padded[..., :6, 7], x[..., :, 3])
     small = torch.arange(3.0).reshape(1, 1, 1, 3)
     run_padded(Grab(), small)  # 1 px tall: reflect impossible, replicate
     assert seen[1].shape[-2:] == (8, 8) and torch.equal(seen[1][..., :, 0], torch.zeros(1, 1, 8))
+    assert torch.equal(seen[1][..., 5, :3], small[..., 0, :])
+
+
+@pytest.mark.parametrize("netG", ["resnet_2blocks", "cartoongan_1blocks"])
+@pytest.mark.parametrize("h,w", [(13, 22), (450 // 8, 337 // 8), (9, 9), (30, 31)])
+def test_any_size_generators_run_on_the_image_as_it_is(netG, h, w):
+    """ResNet and CartoonGAN generators take the unpadded image (the authors' test scripts
+    do): the result is the net's own output, cropped at the bottom/right."""
+    torch.manual_seed(0)
+    net = define_G(3, 3, ngf=4, netG=netG).eval()
+    assert accepts_any_size(net) and not accepts_any_size(define_G(3, 3, ngf=4, netG="unet_32"))
+    x = torch.randn(1, 3, h, w)
+    with torch.no_grad():
+        full = net(x)
+        assert full.shape[-2:] == (math.ceil(h / 4) * 4, math.ceil(w / 4) * 4)
+        assert torch.equal(run_padded(net, x), full[..., :h, :w])
 
 
 def test_run_padded_without_padding_is_a_plain_call():

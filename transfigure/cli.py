@@ -419,9 +419,9 @@ def _add_benchmark_arguments(p, module: str, seeds: int, threads: str) -> None:
     """The options every benchmark has."""
     p.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                   help="seconds of training for all methods and seeds together; decides the one iteration count "
-                        f"(default: transfigure.benchmarks.{module}.DEFAULT_BUDGET_S; the default run takes under "
-                        "30 min on 2 CPU cores)")
+                   help="fit the one iteration count to this many seconds of training for all methods and seeds "
+                        "together, timed on this machine (default: a fixed count per benchmark, "
+                        f"transfigure.benchmarks.{module}.DEFAULT_ITERATIONS, so every machine makes the same table)")
     p.add_argument("--seeds", type=int, default=seeds, help="training seeds 0 .. N-1 per method")
     p.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
@@ -469,13 +469,17 @@ def _add_benchmark(sub) -> None:
     _add_benchmark_arguments(c, "cartoon", seeds=1, threads="torch's default")
     c.add_argument("--n_train", type=int, default=400, help="training photos (and as many cartoons)")
     c.add_argument("--n_test", type=int, default=200, help="test photos with ground-truth cartoons")
-    c.add_argument("--content_weights", default="auto", choices=["auto", "imagenet", "random"],
-                   help="content networks' weights: ImageNet (torchvision's cache or download), fixed random "
-                        "weights, or auto: ImageNet when loadable, else random (said in the table)")
+    c.add_argument("--content_weights", default="auto", choices=["auto", "imagenet", "synthetic", "random"],
+                   help="content networks: ImageNet weights (torchvision's cache or download); synthetic: a small "
+                        "network the benchmark trains to label synthetic scenes; random: the ImageNet architectures "
+                        "with fixed random weights (content is lost); auto: ImageNet when loadable, else synthetic "
+                        "(the table says which)")
     c.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                    help="train only these methods: cartoongan improved cyclegan cyclegan_init cyclegan_edges")
     c.add_argument("--feature_steps", type=int, default=600,
                    help="training steps of the evaluation feature network")
+    c.add_argument("--content_steps", type=int, default=500,
+                   help="training steps of the content network trained on synthetic scenes (used offline)")
     c.set_defaults(func=_cmd_benchmark_cartoon)
 
     t = b_sub.add_parser(
@@ -519,15 +523,15 @@ def _parse_overrides(items: list[str]) -> dict:
 
 
 def _cmd_benchmark_cartoon(args) -> int:
-    from .benchmarks.cartoon import DEFAULT_BUDGET_S, run_cartoon
+    from .benchmarks.cartoon import run_cartoon
 
-    if args.size < 32 or args.feature_steps < 1:
-        raise config.ConfigError("--size must be at least 32 and --feature_steps at least 1")
+    if args.size < 32 or args.feature_steps < 1 or args.content_steps < 1:
+        raise config.ConfigError("--size must be at least 32, --feature_steps and --content_steps at least 1")
     return _run_benchmark(args, lambda: run_cartoon(
-        args.out, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S, seeds=args.seeds,
+        args.out, budget_s=args.budget, seeds=args.seeds,
         size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
         content_weights=args.content_weights, overrides=_parse_overrides(args.overrides),
-        feature_steps=args.feature_steps, only=args.only, threads=args.threads, progress=not args.no_progress))
+        feature_steps=args.feature_steps, content_steps=args.content_steps, only=args.only, threads=args.threads, progress=not args.no_progress))
 
 
 def _run_benchmark(args, run) -> int:
@@ -542,13 +546,13 @@ def _run_benchmark(args, run) -> int:
 
 
 def _cmd_benchmark(args) -> int:
-    from .benchmarks.ablation import DEFAULT_BUDGET_S, run_ablation
+    from .benchmarks.ablation import run_ablation
 
     overrides = _parse_overrides(args.overrides)
     if args.size < 24 or args.n_train < 1 or args.n_test < 1:
         raise config.ConfigError("--size must be at least 24, --n_train and --n_test at least 1")
     return _run_benchmark(args, lambda: run_ablation(
-        args.out, task=args.task, budget_s=args.budget if args.budget is not None else DEFAULT_BUDGET_S,
+        args.out, task=args.task, budget_s=args.budget,
         seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
         overrides=overrides, feature_net=args.feature_net, feature_weights=args.feature_weights, only=args.only,
         threads=args.threads, progress=not args.no_progress))

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .nets.common import _min_size, size_multiple
+from .nets.common import _min_size, accepts_any_size, size_multiple
 
 __all__ = ["ExportWrapper", "export_generator", "check_export", "FORMATS"]
 
@@ -25,24 +25,25 @@ INSTALL_HINT = "pip install 'transfigure[export]'"
 class ExportWrapper(nn.Module):
     """[0, 1] images of any size -> the generator's output in [0, 1], same size.
 
-    Pads H and W (centred) up to the net's size multiple and minimum size as
-    `nets.run_padded` does, reflect padding where the image is large enough and
-    replicate otherwise, but with index arithmetic on tensor shapes and a gather,
+    Pads H and W at the bottom and right as `nets.run_padded` does (up to the net's
+    minimum size, and to its size multiple unless it accepts any size), reflect
+    padding where the image is large enough and replicate otherwise, but with index arithmetic on tensor shapes and a gather,
     so the padding stays symbolic under torch.export, tracing and scripting
     (F.pad's mode cannot depend on the input size in a graph). `bgr=True` feeds
     the net BGR (the published CartoonGAN styles) and returns RGB."""
 
     def __init__(self, net: nn.Module, bgr: bool = False, multiple: int | None = None,
-                 min_size: int | None = None):
+                 min_size: int | None = None, any_size: bool | None = None):
         super().__init__()
         self.net = net
         self.bgr = bool(bgr)
         # Explicit values for a traced net, which no longer carries the size attributes.
         self.multiple = int(multiple if multiple is not None else size_multiple(net))
         self.min_size = int(min_size if min_size is not None else _min_size(net))
+        self.any_size = bool(any_size if any_size is not None else accepts_any_size(net))
 
     def _target(self, n: int) -> int:
-        t = (n + self.multiple - 1) // self.multiple * self.multiple
+        t = n if self.any_size else (n + self.multiple - 1) // self.multiple * self.multiple
         if torch.jit.is_scripting():
             return max(t, self.min_size)
         # sym_max keeps the size symbolic under torch.export (max() would guard on it).
@@ -64,13 +65,13 @@ class ExportWrapper(nn.Module):
             x = x.flip(1)
         h, w = x.shape[2], x.shape[3]
         th, tw = self._target(h), self._target(w)
-        top, left = (th - h) // 2, (tw - w) // 2  # centred: both borders see padding
-        rh, ch, fit_h = self._indices(h, top, th, x.device)
-        rw, cw, fit_w = self._indices(w, left, tw, x.device)
+        # Bottom/right only: the net's stride grid stays where an unpadded run puts it.
+        rh, ch, fit_h = self._indices(h, 0, th, x.device)
+        rw, cw, fit_w = self._indices(w, 0, tw, x.device)
         reflect = fit_h & fit_w  # one mode for both axes, like run_padded
         x = x.index_select(2, torch.where(reflect, rh, ch)).index_select(3, torch.where(reflect, rw, cw))
         # narrow (not slicing) keeps the output's H, W the input's symbols in the ONNX graph.
-        y = self.net(x).narrow(2, top, h).narrow(3, left, w)
+        y = self.net(x).narrow(2, 0, h).narrow(3, 0, w)
         if self.bgr:
             y = y.flip(1)
         return ((y + 1) / 2).clamp(0, 1)
@@ -104,7 +105,7 @@ def _scripted(wrapper: ExportWrapper, example: torch.Tensor) -> torch.jit.Script
     with torch.no_grad():
         # check_trace=False: the check re-runs the net twice and compares, doubling the time.
         traced = torch.jit.trace(wrapper.net, padded, check_trace=False)
-    return torch.jit.script(ExportWrapper(traced, wrapper.bgr, wrapper.multiple, wrapper.min_size))
+    return torch.jit.script(ExportWrapper(traced, wrapper.bgr, wrapper.multiple, wrapper.min_size, wrapper.any_size))
 
 
 def _onnx(wrapper: ExportWrapper, example: torch.Tensor, path: str, opset: int | None,

@@ -48,7 +48,7 @@ from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation,
 
 DATA_SEED = 0                  # one dataset for every method and seed
 MIN_ITERATIONS = 200           # below this no method learns the task at 64 px
-DEFAULT_BUDGET_S = 1100        # training seconds for all methods x 2 seeds: ~900 iterations, <30 min in all on 2 cores
+DEFAULT_ITERATIONS = 1000        # iterations per run unless --iterations or --budget: the same table on every machine
 GRID_ROWS = 6
 METRICS = ("pixel_acc", "class_acc", "mean_iou")
 METRIC_NAMES = {"pixel_acc": "per-pixel acc", "class_acc": "per-class acc", "mean_iou": "mean IoU"}
@@ -375,7 +375,7 @@ labels are compared with the input labels. Cells: {h(info['spread'])}.</p>
 # --------------------------------------------------------------------------- the benchmark
 
 
-def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float = DEFAULT_BUDGET_S, seeds: int = 2,
+def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float | None = None, seeds: int = 2,
                  size: int = 64, n_train: int = 1000, n_test: int = 100, iterations: int | None = None,
                  overrides: dict | None = None, feature_net: str = "vgg16:relu3_3", feature_weights: str = "",
                  only: list[str] | None = None, threads: int | None = None,
@@ -440,7 +440,8 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
         unavailable.update(found)
         return timing
 
-    iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure)
+    iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure,
+                                   DEFAULT_ITERATIONS)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows = {m.key: Row(m.key, m.label, "method", paper={d: PAPER_CITYSCAPES[m.key][d] for d in DIRECTIONS}

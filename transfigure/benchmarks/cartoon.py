@@ -16,12 +16,16 @@ labelled so.
 Content networks (VGG19 conv4_4 for CartoonGAN and CycleGAN's init phase,
 ResNet-101 layer2 for the improved variant) use ImageNet weights when
 torchvision can load them; offline without them (`--content_weights auto`)
-they keep fixed random weights, and the table says so.
+every method uses a small network the benchmark trains to label synthetic
+scenes (`nets.scene_content`), and the table says so. Random ImageNet
+architectures (`--content_weights random`) hold no content: CartoonGAN
+collapsed with them.
 
 Folder layout under --out:
   benchmark.json                 settings, the iteration count fixed by the first run, timings
   data/                          the synthetic dataset (trainB_smooth/: edge-smoothed cartoons)
   feature_net.pt                 the evaluation feature network
+  content_net.pt                 the content network trained on synthetic scenes (offline)
   checkpoints/<method>_seed<S>/  one training run each (resumable, reused when finished)
   results/seed<S>/<method>/      translated test photos, scores.json
   grid.png                       the same test photos through every method
@@ -46,16 +50,16 @@ from ..data.synthetic import make_photo2cartoon
 from ..evaluate.cartoon import score_cartoon_folders
 from ..evaluate.fid import FolderFeatures, distances
 from ..evaluate.synthetic_features import VERSION as FEATURE_VERSION, feature_network, train_feature_net
-from ..nets import run_padded
+from ..nets import run_padded, scene_content
 from ..nets.features import RANDOM_WEIGHTS, FeatureWeightsError, build_feature_extractor
-from ..translate import load_generator, translate_files
+from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, cached_scores, close_invocation, format_duration, log, mean_spread, open_folder,
                    run_options, seconds_per_iteration, settle_iterations, train_run)
 
 DATA_SEED = 0
 MIN_ITERATIONS = 300
-DEFAULT_BUDGET_S = 1200        # training seconds for all methods and seeds: < 30 min in all on 2 cores
+DEFAULT_ITERATIONS = 1200        # iterations per run unless --iterations or --budget: the same table on every machine
 GRID_ROWS = 6
 BLOCKS = 4                     # residual blocks of every generator (the papers use 8 and 9 at 256 px)
 
@@ -107,34 +111,45 @@ METRICS = {  # key: (column title, better)
 
 # --------------------------------------------------------------------------- content networks
 
-def resolve_content_weights(mode: str) -> dict[str, str]:
-    """{content net spec: weights option value} for every content network of the methods.
-    mode: 'imagenet' (fail if missing), 'random', or 'auto' (ImageNet when loadable, else random)."""
-    if mode not in ("auto", "imagenet", "random"):
-        raise ValueError(f"--content_weights {mode!r}: choose auto, imagenet or random")
+SCENE_CONTENT_NET = f"{scene_content.MODEL_NAME}:features"
+CONTENT_MODES = ("auto", "imagenet", "synthetic", "random")
+
+
+def resolve_content_nets(mode: str, scene_net_path: Path) -> dict[str, list[str]]:
+    """{content net spec of a method: [content net spec used, its weights option value]}.
+    mode: 'imagenet' (fail if missing), 'synthetic' (the scene-trained network for every
+    method), 'random' (fixed random ImageNet architectures: the setting that collapsed),
+    or 'auto' (ImageNet when loadable, else the scene-trained network)."""
+    if mode not in CONTENT_MODES:
+        raise ValueError(f"--content_weights {mode!r}: choose {', '.join(CONTENT_MODES)}")
     chosen = {}
     for spec in sorted({m.options["content_net"] for m in methods()}):
-        if mode == "random":
-            chosen[spec] = RANDOM_WEIGHTS
+        if mode in ("random", "synthetic"):
+            chosen[spec] = [spec, RANDOM_WEIGHTS] if mode == "random" else [SCENE_CONTENT_NET, str(scene_net_path)]
             continue
         try:
             build_feature_extractor(spec, None, "--content_weights")
-            chosen[spec] = ""
+            chosen[spec] = [spec, ""]
         except FeatureWeightsError as e:
             if mode == "imagenet":
                 raise
-            log(f"  {spec}: ImageNet weights unavailable ({str(e).split('. Either')[0]}); using fixed random weights")
-            chosen[spec] = RANDOM_WEIGHTS
+            log(f"  {spec}: ImageNet weights unavailable ({str(e).split('. Either')[0]}); using the content network "
+                "trained on synthetic scenes")
+            chosen[spec] = [SCENE_CONTENT_NET, str(scene_net_path)]
     return chosen
 
 
-def _with_weights(options: dict, weights: dict[str, str]) -> dict:
-    return {**options, "content_weights": weights[options["content_net"]]}
+def _with_content_net(options: dict, nets: dict[str, list[str]]) -> dict:
+    spec, weights = nets[options["content_net"]]
+    return {**options, "content_net": spec, "content_weights": weights}
 
 
-def _weights_text(weights: dict[str, str]) -> str:
-    return ", ".join(f"{spec}: {'fixed random weights (ImageNet weights unavailable)' if w == RANDOM_WEIGHTS else 'ImageNet'}"
-                     for spec, w in weights.items())
+def _content_text(nets: dict[str, list[str]]) -> str:
+    def used(spec, weights):
+        if spec == SCENE_CONTENT_NET:
+            return "a small network trained here to label synthetic scenes (offline stand-in, not ImageNet)"
+        return "fixed random weights (ImageNet weights unused)" if weights == RANDOM_WEIGHTS else "ImageNet"
+    return ", ".join(f"{spec}: {used(*nets[spec])}" for spec in nets)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -166,6 +181,40 @@ def write_grid(generators: dict, data: Path, path: Path) -> None:
         columns[label] = run_padded(g.net.cpu().eval(), photos)
     columns["ground truth"] = truth
     save_visuals_grid(columns, path, max_rows=GRID_ROWS)
+
+
+def untrained_rows(all_methods: list[Method], weights: dict, seeds: list[int], out: Path, size: int, iterations: int,
+                   overrides: dict, n_train: int, data: Path, features: FolderFeatures, device) -> list[Row]:
+    """Floors: each generator architecture as its runs start (initialised from the run's
+    seed), scored like the trained ones. Methods sharing an architecture share a row."""
+    from ..methods import create_method
+    from ..train import seed_everything
+
+    groups: dict[tuple, list[Method]] = {}
+    for m in all_methods:
+        opt = run_options(SHARED, _with_content_net(m.options, weights), m.key, 0, out, size, iterations, overrides,
+                          n_train=n_train)
+        groups.setdefault((opt.netG, opt.norm, opt.activation, opt.activation_slope, opt.ngf), []).append(m)
+    rows = []
+    for members in groups.values():
+        first = members[0]
+        row = Row(f"untrained_{first.key}", f"untrained generator ({', '.join(m.label for m in members)})",
+                  "reference")
+        for seed in seeds:
+            opt = run_options(SHARED, _with_content_net(first.options, weights), f"{first.key}_untrained", seed, out,
+                              size, iterations, overrides, n_train=n_train)
+            folder = out / "results" / f"seed{seed}" / row.key
+
+            def evaluate():
+                seed_everything(opt.seed, False)
+                net = create_method(opt, torch.device("cpu")).translator("AtoB").eval()
+                generator = LoadedGenerator(net, opt.input_nc, opt.output_nc, "untrained")
+                return evaluate_method(generator, data, folder, features, device)
+
+            row.per_seed[seed] = cached_scores(folder, {"feature_net": FEATURE_VERSION, "overrides": overrides},
+                                               evaluate)
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------- table
@@ -264,13 +313,14 @@ img{{image-rendering:pixelated;width:{info['grid_width']}px}}</style></head><bod
 # --------------------------------------------------------------------------- the benchmark
 
 
-def run_cartoon(out: str | Path, budget_s: float = DEFAULT_BUDGET_S, seeds: int = 1, size: int = 64,
+def run_cartoon(out: str | Path, budget_s: float | None = None, seeds: int = 1, size: int = 64,
                 n_train: int = 400, n_test: int = 200, iterations: int | None = None, content_weights: str = "auto",
-                overrides: dict | None = None, feature_steps: int = 600, only: list[str] | None = None,
+                overrides: dict | None = None, feature_steps: int = 600, content_steps: int = 500,
+                only: list[str] | None = None,
                 threads: int | None = None, progress: bool = True) -> BenchmarkResult:
     """Train and score every method x seed; write table.md, table.csv, index.html and grid.png in OUT.
     `overrides` apply to every run's options (e.g. smaller networks); `feature_steps`
-    trains the evaluation network. A rerun with the same OUT reuses finished runs
+    trains the evaluation network, `content_steps` the offline content network. A rerun with the same OUT reuses finished runs
     and continues interrupted ones."""
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
@@ -279,13 +329,13 @@ def run_cartoon(out: str | Path, budget_s: float = DEFAULT_BUDGET_S, seeds: int 
     torch.set_num_threads(threads)
     try:
         return _run(Path(out), budget_s, seeds, size, n_train, n_test, iterations, content_weights,
-                    dict(overrides or {}), feature_steps, only, progress)
+                    dict(overrides or {}), feature_steps, content_steps, only, progress)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weights, overrides, feature_steps, only,
-         progress) -> BenchmarkResult:
+def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weights, overrides, feature_steps,
+         content_steps, only, progress) -> BenchmarkResult:
     started = time.perf_counter()
     if seeds < 1:
         raise ValueError("--seeds must be at least 1")
@@ -302,7 +352,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
         all_methods = [m for m in all_methods if m.key in only]
     settings = {"task": "photo2cartoon", "size": size, "n_train": n_train, "n_test": n_test, "data_seed": DATA_SEED,
                 "content_weights": content_weights, "overrides": dict(sorted(overrides.items())),
-                "feature_steps": feature_steps}
+                "feature_steps": feature_steps, "content_steps": content_steps}
     for m in all_methods:  # check every run's options before anything is written
         run_options(SHARED, {**m.options, "content_weights": RANDOM_WEIGHTS}, m.key, 0, out, size, 1, overrides)
     record = open_folder(out, settings)
@@ -317,25 +367,31 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     feature_net_path = train_feature_net(out / "feature_net.pt", size=size, seed=DATA_SEED, steps=feature_steps,
                                          progress=progress)
 
-    if record.get("content_weights"):
-        weights = record["content_weights"]
+    content_net_path = out / "content_net.pt"
+    if isinstance(record.get("content_nets"), dict):
+        weights = record["content_nets"]
     else:
         log(f"Content networks (--content_weights {content_weights}):")
-        weights = resolve_content_weights(content_weights)
-        record["content_weights"] = weights
-    log(f"  {_weights_text(weights)}")
+        weights = resolve_content_nets(content_weights, content_net_path)
+        record["content_nets"] = weights
+    if any(spec == SCENE_CONTENT_NET for spec, _ in weights.values()):
+        log("Content network trained on synthetic scenes (its own scenes and objective, not the evaluation's)")
+        scene_content.train_scene_content_net(content_net_path, size=size, seed=DATA_SEED, steps=content_steps,
+                                              progress=progress)
+    log(f"  {_content_text(weights)}")
 
     seed_list = list(range(seeds))
     def measure() -> dict:
         timing = {}
         for m in all_methods:
-            opt = run_options(SHARED, _with_weights(m.options, weights), f"{m.key}_timing", 0, out, size, 1,
+            opt = run_options(SHARED, _with_content_net(m.options, weights), f"{m.key}_timing", 0, out, size, 1,
                               overrides, n_train=n_train)
             timing[m.key] = seconds_per_iteration(opt)
             log(f"  {m.label}: {timing[m.key] * 1000:.0f} ms per iteration")
         return timing
 
-    iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure)
+    iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure,
+                                   DEFAULT_ITERATIONS)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     features = FolderFeatures(feature_network().name, str(feature_net_path), device=device)
@@ -346,7 +402,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
         for m in all_methods:
             done += 1
             name = f"{m.key}_seed{seed}"
-            opt = run_options(SHARED, _with_weights(m.options, weights), name, seed, out, size, iterations,
+            opt = run_options(SHARED, _with_content_net(m.options, weights), name, seed, out, size, iterations,
                               overrides, n_train=n_train)
             log(f"[{done}/{total}] {m.label}, seed {seed} ({name})")
             outcome = train_run(opt, iterations, progress)
@@ -376,6 +432,8 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
         for row, folder in zip(refs, (data / "testA", data / "testB")):
             row.per_seed[0] = cached_scores(out / "results" / "references" / row.key, {"feature_net": FEATURE_VERSION},
                                             lambda: score_output_folder(folder, data, features))
+        refs = untrained_rows(all_methods, weights, seed_list, out, size, iterations, overrides, n_train, data,
+                              features, device) + refs
     ordered = [rows[m.key] for m in all_methods] + refs
     wall = close_invocation(out, record, started, complete)
     if not complete:
@@ -385,14 +443,14 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     time_text = (f"This invocation: {format_duration(wall)} wall time. All invocations on this folder: "
                  f"{format_duration(record['wall_s'])}. Training time of all runs: {format_duration(train_total)}. "
                  f"Threads: {torch.get_num_threads()}.")
-    md = table_markdown(ordered, seed_list, iterations, _weights_text(weights))
+    md = table_markdown(ordered, seed_list, iterations, _content_text(weights))
     ckpt.atomic_write_text(f"# CartoonGAN vs CycleGAN, synthetic photo → cartoon ({size} px, {n_train} training "
                            f"images per domain, {n_test} test pairs)\n\n{md}\n{time_text}\n", out / "table.md")
     write_csv(ordered, seed_list, out / "table.csv")
     shown = {**settings, "iterations per run": iterations, "seeds": ", ".join(map(str, seed_list)),
              "shared": json.dumps(SHARED), "generators": f"{BLOCKS} residual blocks, ngf {SHARED['ngf']}",
              **{m.label: json.dumps(m.options) for m in all_methods},
-             "content networks": _weights_text(weights),
+             "content networks": _content_text(weights),
              "timing (s per iteration)": json.dumps(record.get("timing", {}))}
     intro = (f"Every method trained on the same {n_train} photos and {n_train} cartoons of other scenes "
              f"({size}x{size} px, batch {SHARED['batch_size']}), {iterations} iterations per run; scores on "

@@ -1,7 +1,7 @@
 """What the benchmarks share: a folder that holds one benchmark (settings,
 the iteration count its first run decided, timings), training runs that are
 resumed when interrupted and reused when finished, one iteration count for
-every method from a time budget, and cached scores."""
+every method (a fixed default, or fitted to a time budget), and cached scores."""
 from __future__ import annotations
 
 import contextlib
@@ -122,11 +122,12 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     return (time.perf_counter() - started) / steps
 
 
-def settle_iterations(out: Path, record: dict, iterations: int | None, budget_s: float, n_seeds: int, minimum: int,
-                      measure) -> int:
+def settle_iterations(out: Path, record: dict, iterations: int | None, budget_s: float | None, n_seeds: int,
+                      minimum: int, measure, default: int) -> int:
     """The one iteration count of a benchmark folder: the one its first invocation
-    fixed, the one given (only in a new folder), or the budget divided by the time
-    one iteration of every method takes (`measure()` -> {method: seconds})."""
+    fixed, the one given (only in a new folder), the budget divided by the time one
+    iteration of every method takes (`measure()` -> {method: seconds}) when a budget is
+    given, else the benchmark's fixed `default` (the same table on every machine)."""
     if iterations is None and record.get("iterations"):
         iterations = int(record["iterations"])
         log(f"Using {iterations} iterations per run, as decided by this benchmark's first run "
@@ -134,6 +135,9 @@ def settle_iterations(out: Path, record: dict, iterations: int | None, budget_s:
     elif iterations is not None and record.get("iterations") not in (None, iterations):
         raise FileExistsError(f"{out} holds runs of {record['iterations']} iterations; rerun without --iterations "
                               "(or with that count) to continue it, or choose another --out")
+    if iterations is None and budget_s is None:
+        iterations = default
+        log(f"{iterations} iterations per run (the default; --budget SECONDS fits the count to this machine)")
     if iterations is None:
         log(f"Timing one training iteration of each method (budget {budget_s:.0f} s of training for "
             f"{n_seeds} seed(s))...")

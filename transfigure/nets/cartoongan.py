@@ -57,10 +57,12 @@ class CartoonGANGenerator(nn.Module):
 
     The default (`norm='published'`, ReLU, 8 blocks) is the published generator exactly.
     Every conv has a bias whatever the norm: the published layout has them, and keeping
-    them makes every variant share one key set. Inputs need H, W divisible by 4
-    (`size_multiple`; `nets.run_padded` handles any size)."""
+    them makes every variant share one key set. Any H, W works, as in the authors' test
+    script: the output is H, W rounded up to a multiple of 4 (`size_multiple`), and
+    `nets.run_padded` crops it back."""
 
     size_multiple = 4
+    accepts_any_size = True
     min_size = 8  # reflect padding needs sides > 3 at full and > 1 at quarter resolution; run_padded pads up
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 8,

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
-__all__ = ["get_norm_layer", "uses_bias", "init_weights", "size_multiple", "run_padded",
+__all__ = ["get_norm_layer", "uses_bias", "init_weights", "size_multiple", "accepts_any_size", "padded_size",
+           "run_padded",
            "describe_state_dict", "clean_official_state_dict", "load_official_state_dict"]
 
 
@@ -79,36 +80,52 @@ def _unwrap(net: nn.Module) -> nn.Module:
 
 
 def size_multiple(net: nn.Module) -> int:
-    """The multiple an input's height and width must have (1 for nets without a rule)."""
+    """The stride grid of the net: 4 for two stride-2 steps (1 for nets without a rule)."""
     return int(getattr(_unwrap(net), "size_multiple", 1))
+
+
+def accepts_any_size(net: nn.Module) -> bool:
+    """Whether the net runs on any H, W at or above its minimum size, returning an output
+    rounded up to its size multiple (extra rows and columns at the bottom and right: the
+    net's own extrapolation). ResNet and CartoonGAN generators do; U-Net's skip
+    connections need exact multiples."""
+    return bool(getattr(_unwrap(net), "accepts_any_size", False))
 
 
 def _min_size(net: nn.Module) -> int:
     return int(getattr(_unwrap(net), "min_size", 1))
 
 
+def padded_size(net: nn.Module, h: int, w: int) -> tuple[int, int]:
+    """The H, W the net is run at for an H x W input: the input itself where the net
+    accepts any size, else rounded up to its size multiple; never below its minimum."""
+    m, lo = size_multiple(net), _min_size(net)
+    if accepts_any_size(net):
+        return max(h, lo), max(w, lo)
+    return max(math.ceil(h / m) * m, lo), max(math.ceil(w / m) * m, lo)
+
+
 def pad_for(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[slice, slice]]:
-    """`x` [N,C,H,W] padded up to the net's size multiple (and minimum size), and the
-    (rows, cols) slices that crop a result back to H,W. Centred, so both borders see
-    padding; reflect padding where the image is large enough (fewer border artifacts),
-    replicate otherwise."""
+    """`x` [N,C,H,W] padded to `padded_size`, and the (rows, cols) slices that crop a
+    result back to H,W. Padding goes at the bottom and right only: the stride-2 layers
+    then sample the image on the grid an unpadded run uses (centred padding shifts it by
+    a pixel, which changes CartoonGAN's output visibly). Reflect padding where the image
+    is large enough (fewer border artifacts), replicate otherwise."""
     if x.dim() != 4:
         raise ValueError(f"expected a [N,C,H,W] tensor, got shape {tuple(x.shape)}")
-    m, lo = size_multiple(net), _min_size(net)
     h, w = x.shape[-2:]
-    th, tw = max(math.ceil(h / m) * m, lo), max(math.ceil(w / m) * m, lo)
-    top, left = (th - h) // 2, (tw - w) // 2
-    crop = (slice(top, top + h), slice(left, left + w))
+    th, tw = padded_size(net, h, w)
+    crop = (slice(0, h), slice(0, w))
     if (th, tw) == (h, w):
         return x, crop
-    pad = (left, tw - w - left, top, th - h - top)
-    mode = "reflect" if max(pad[:2]) < w and max(pad[2:]) < h else "replicate"
+    pad = (0, tw - w, 0, th - h)
+    mode = "reflect" if pad[1] < w and pad[3] < h else "replicate"
     return F.pad(x, pad, mode=mode), crop
 
 
 def run_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run a generator on a [N,C,H,W] (or [C,H,W]) image of any size: padded by
-    `pad_for`, run, cropped back to H,W."""
+    `pad_for` where the net needs it, run, cropped back to H,W (the top-left corner)."""
     squeeze = x.dim() == 3
     padded, (rows, cols) = pad_for(net, x.unsqueeze(0) if squeeze else x)
     y = net(padded)[..., rows, cols]

@@ -16,6 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
+from . import scene_content
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_WEIGHTS = "random"
@@ -74,15 +76,18 @@ def _pretrained_state_dict(model_name: str, weights_path: str | None, option: st
 
 
 class FeatureExtractor(nn.Module):
-    """Images in [-1, 1] -> features, normalized as the ImageNet weights expect.
-    Frozen and always in eval mode."""
+    """Images in [-1, 1] -> features, normalized as the ImageNet weights expect
+    (`imagenet_input=False`: given as they are). Frozen and always in eval mode."""
 
-    def __init__(self, body: nn.Module, spec: str):
+    def __init__(self, body: nn.Module, spec: str, imagenet_input: bool = True):
         super().__init__()
         self.body = body
         self.spec = spec
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # [-1, 1] -> ImageNet-normalized is one affine map per channel: x * scale + shift.
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        scale, shift = (0.5 / std, (0.5 - mean) / std) if imagenet_input else (torch.ones(3), torch.zeros(3))
+        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -92,7 +97,7 @@ class FeatureExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        return self.body(((x + 1) / 2 - self.mean) / self.std)
+        return self.body(x * self.scale + self.shift)
 
 
 def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | None = None,
@@ -104,6 +109,12 @@ def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | Non
     model_name, _, layer = spec.partition(":") if ":" in spec else spec.partition("_")
     if not layer:
         raise FeatureWeightsError(f"--feature_net {spec!r}: expected model:layer, e.g. vgg16:relu3_3")
+    if model_name == scene_content.MODEL_NAME:  # trained offline on the synthetic scenes, no ImageNet input
+        try:
+            return FeatureExtractor(scene_content.load_scene_content_net(weights_path, layer, option), spec,
+                                    imagenet_input=False)
+        except (ValueError, FileNotFoundError) as e:
+            raise FeatureWeightsError(str(e)) from e
     try:
         with torch.random.fork_rng(devices=[]):  # the same random weights every time, the caller's RNG untouched
             torch.manual_seed(0)

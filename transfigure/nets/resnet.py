@@ -62,8 +62,10 @@ class ResnetGenerator(nn.Module):
                       norm_layer(ngf * mult // 2), nn.ReLU(True)]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*model)
-        # Two stride-2 steps: H, W must be multiples of 4 for the output to match the input.
+        # Two stride-2 steps: the stride grid is 4 px. Any H, W works: the output is H, W
+        # rounded up to a multiple of 4 (run_padded crops the extra at the bottom/right).
         self.size_multiple = 2 ** n_down
+        self.accepts_any_size = True
         # The bottleneck (1/4 size) must be >= 2 px for the blocks' ReflectionPad2d(1).
         self.min_size = 2 * self.size_multiple
 
