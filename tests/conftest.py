@@ -35,3 +35,14 @@ def image_sources():
         parser.feed(html_text)
         return parser.sources
     return parse
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say loudly when the published weights and photos were not there to test."""
+    from shared_data import MISSING_SHARED, SHARED
+
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if MISSING_SHARED in str(r.longrepr)]
+    if skipped:
+        terminalreporter.section("published weights NOT tested", sep="!", red=True, bold=True)
+        terminalreporter.line(f"{len(skipped)} tests of the published CartoonGAN weights and real photos did not run: "
+                              f"{SHARED} is missing. Set $TRANSFIGURE_SHARED to the shared folder.", red=True)

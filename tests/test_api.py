@@ -10,7 +10,7 @@ from PIL import Image
 import transfigure
 from transfigure.cli import main
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "cartoongan"
+from shared_data import WEIGHTS, needs_shared
 TINY = ["--netG", "resnet_1blocks", "--ngf", "4", "--ndf", "4", "--load_size", "32", "--crop_size", "32",
         "--n_epochs", "1", "--n_epochs_decay", "0", "--num_threads", "0", "--pool_size", "2", "--no_progress"]
 
@@ -51,7 +51,7 @@ def test_load_a_run_and_translate_pil_numpy_and_tensors(run):
         transfigure.load("no_such_thing", checkpoints_dir=ckpts)
 
 
-@pytest.mark.skipif(not (WEIGHTS / "hayao").is_dir(), reason="published weights not in ../shared")
+@needs_shared(WEIGHTS / "hayao")
 def test_load_a_published_style_with_local_weights():
     t = transfigure.load("hayao", weights=WEIGHTS / "hayao")
     out = t(Image.new("RGB", (90, 60), (120, 180, 90)))

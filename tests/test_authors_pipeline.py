@@ -20,7 +20,8 @@ from transfigure.cartoonize import cartoonize_image, load_style
 from transfigure.cli import main
 from transfigure.nets import define_G
 
-from test_cartoonize import PHOTOS, WEIGHTS, needs_weights, read_npy, reference_forward
+from shared_data import PHOTOS, WEIGHTS, needs_weights
+from test_cartoonize import read_npy, reference_forward
 
 # (width, height): sides that are not multiples of 4, as most photos after the 450-px resize.
 ODD_SIZES = [((450, 337), "4--24.jpg"), ((449, 450), "origami.jpg"), ((451, 298), "temple.jpg")]

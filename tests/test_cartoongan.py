@@ -56,6 +56,38 @@ def test_initialization_phase_trains_content_only(content_weights):
     assert changed(before["D"], method.nets["D"]) and changed(before["G"], method.nets["G"])
 
 
+def test_initialization_loss_is_l1_of_content_features_times_lambda(content_weights):
+    """The content loss written from the paper, on its own: lambda * mean |VGG(G(p)) - VGG(p)|,
+    features from torchvision's network loaded from the same file with ImageNet input
+    normalisation; the recorded loss and G's gradients must be exactly that."""
+    method = cartoongan(content_weights, lambda_content=3.5)
+    method.set_epoch(1)
+    G = copy.deepcopy(method.nets["G"])
+    photo = batch()["A"]
+    net = torchvision.models.resnet18(weights=None)
+    net.load_state_dict(torch.load(content_weights, weights_only=True))
+    body = torch.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1).eval()
+    mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+
+    def features(x):
+        return body(((x + 1) / 2 - mean) / std)
+
+    expected = 3.5 * (features(G(photo)) - features(photo)).abs().mean()
+    grads = torch.autograd.grad(expected, list(G.parameters()))
+    recorded = {}
+
+    class Recorder(torch.optim.SGD):
+        def step(self):
+            recorded["grads"] = [p.grad.clone() for p in self.param_groups[0]["params"]]
+
+    opts = {"G": Recorder(method.nets["G"].parameters(), lr=0.0), "D": torch.optim.SGD(method.nets["D"].parameters())}
+    losses = method.train_step({**batch(), "A": photo}, opts)
+    assert losses["content"] == pytest.approx(expected.item(), rel=1e-5)
+    scale = max(g.abs().max().item() for g in grads)
+    for r, e in zip(recorded["grads"], grads):  # biases before a norm get only float noise: an absolute margin
+        torch.testing.assert_close(r, e, rtol=1e-3, atol=1e-4 * scale)
+
+
 def test_edge_smoothed_cartoons_count_as_fake(content_weights):
     method = cartoongan(content_weights, gan_mode="lsgan")
     method.set_epoch(2)

@@ -20,12 +20,7 @@ from transfigure.download import DownloadError
 from transfigure.nets import run_padded
 from transfigure.nets.cartoongan import CartoonGANGenerator, load_published_weights
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-WEIGHTS = SHARED / "weights" / "cartoongan"
-PHOTOS = SHARED / "photos"
-needs_weights = pytest.mark.skipif(not (WEIGHTS / "hayao").is_dir() or not (WEIGHTS / "shinkai").is_dir()
-                                   or not PHOTOS.is_dir(),
-                                   reason=f"published CartoonGAN weights/photos not found under {SHARED}")
+from shared_data import PHOTOS, WEIGHTS, needs_weights
 
 
 def published_shapes():
@@ -195,7 +190,9 @@ def test_matches_independent_reference(style, photo, load_size):
     assert got.shape == expected.shape
     diff = np.abs(got.astype(np.int16) - expected.astype(np.int16))
     print(f"{style}: mean abs diff {diff.mean():.4f}/255, max {diff.max()}/255")
-    assert diff.mean() <= 1.0, diff.mean()  # within 1/255 on average
+    # The code gives ~3e-5/255 (a rare pixel off by one from float rounding); truncating instead
+    # of rounding would give ~0.5.
+    assert diff.mean() <= 0.01, diff.mean()
     assert expected.std() > 20  # a picture, not a flat field
     x = torch.rand(1, 3, 48, 64) * 2 - 1  # before 8-bit rounding too: float agreement
     with torch.no_grad():

@@ -322,7 +322,11 @@ def test_btoa_swaps_folders_and_channels(tmp_path):
 def test_tensor_image_round_trip_and_atomic_save(tmp_path):
     t = torch.rand(3, 9, 11) * 2 - 1
     back = image_to_tensor(tensor_to_image(t.unsqueeze(0)))
-    assert back.shape == t.shape and (back - t).abs().max() <= 1 / 127.5 + 1e-6
+    # Rounded to the nearest of the 256 levels: at most half a level off (truncating would be up to one).
+    assert back.shape == t.shape and (back - t).abs().max() <= 0.5 / 127.5 + 1e-6
+    levels = torch.arange(256, dtype=torch.float32).reshape(1, 16, 16) / 127.5 - 1
+    assert torch.allclose(image_to_tensor(tensor_to_image(levels)), levels, atol=1e-6)  # exact on the levels
+    assert np.asarray(tensor_to_image(torch.full((1, 2, 2), 0.999 / 127.5 - 1))).max() == 1  # 0.999 rounds up
     assert tensor_to_image(torch.zeros(1, 5, 6)).mode == "L"
     with pytest.raises(ValueError):
         tensor_to_image(torch.zeros(2, 5, 6))

@@ -15,7 +15,7 @@ from transfigure.data.images import list_images, load_image
 
 # The published kernel written out, not taken from OpenCV: [1, 4, 6, 4, 1] / 16, outer product.
 GAUSS = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+from shared_data import PHOTOS, needs_shared
 
 
 def edge_mask(img, size):

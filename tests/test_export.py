@@ -12,7 +12,9 @@ from transfigure.nets import define_G, run_padded
 # torch 2.9+ marks TorchScript deprecated on each call; exporting it is the point here.
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
-HAYAO = Path(__file__).resolve().parents[2] / "shared" / "weights" / "cartoongan" / "hayao"
+from shared_data import WEIGHTS, needs_shared
+
+HAYAO = WEIGHTS / "hayao"
 # 70x50 is off the multiple of 4; 5x7 pads to 8x8, too far to reflect (replicate instead).
 SIZES = [(64, 96), (70, 50), (5, 7)]
 
@@ -88,7 +90,7 @@ def test_torchscript_parity_at_other_sizes(tmp_path, netG, input_nc):
             assert (y - _eager(net, x)).abs().max() <= 1e-3
 
 
-@pytest.mark.skipif(not HAYAO.is_dir(), reason=f"no CartoonGAN weights at {HAYAO}")
+@needs_shared(HAYAO)
 @pytest.mark.parametrize("format", ["onnx", "torchscript"])
 def test_cartoongan_hayao(tmp_path, format):
     if format == "onnx":

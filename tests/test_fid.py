@@ -212,6 +212,14 @@ def test_inception_path_end_to_end_with_a_local_weights_file(tmp_path, monkeypat
     result = __import__("json").loads(out.read_text())
     assert printed.startswith("FID ") and result["fid"] > 0 and result["n_real"] == 4 and "kid_mean" in result
     assert result["label"] == "FID"
+    # torch-fidelity's own computation on the same folders and weights file gives the same numbers.
+    import torch_fidelity
+
+    theirs = torch_fidelity.calculate_metrics(input1=str(b), input2=str(a), fid=True, kid=True, cuda=False,
+                                              feature_extractor_weights_path=str(weights), kid_subset_size=3,
+                                              samples_shuffle=False, cache=False, verbose=False)
+    assert result["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-5)
+    assert result["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-5, abs=1e-9)
 
 
 def test_psnr_and_ssim_on_known_images(tmp_path):

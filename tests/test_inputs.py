@@ -141,7 +141,10 @@ def test_max_size_downscales_and_tile_keeps_the_size(generator_file, tmp_path):
                      "--tile", "128", "--tile_overlap", "32") == 0
     whole = np.asarray(Image.open(tmp_path / "whole" / "big.png"), dtype=np.float64)
     tiled = np.asarray(Image.open(tmp_path / "tiled" / "big.png"), dtype=np.float64)
-    assert tiled.shape == whole.shape and np.abs(tiled - whole).mean() < 3.0
+    diff = np.abs(tiled - whole).mean()
+    print(f"tiled vs whole: mean {diff:.4f}/255")
+    # Tiles see other borders, so a few pixels differ (0.09/255 here); an ignored --tile gives 0.
+    assert tiled.shape == whole.shape and 0 < diff < 0.3
 
 
 def test_bad_tile_options_are_refused_before_any_work(generator_file, tmp_path, capsys):
@@ -160,3 +163,51 @@ def test_api_translate_video_and_folder(generator_file, tmp_path):
         t.translate_video(clip, tmp_path / "cartoon.mov", progress=False)
     summary = t.translate_folder(tmp_path, tmp_path / "all", progress=False)
     assert sorted(p.name for p in summary.written) == ["cartoon.mov", "clip.mov"]
+
+
+def test_video_frames_keep_their_order_and_colour_order(tmp_path):
+    """Each frame a different flat colour; a function that keeps only the red channel: the
+    output's frame i must be frame i's red, so frames neither reorder nor pass BGR as RGB."""
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (32, 24))
+    reds = [20 + 30 * i for i in range(7)]
+    for red in reds:
+        writer.write(np.full((24, 32, 3), (200, 90, red), np.uint8))  # OpenCV frames are BGR
+    writer.release()
+
+    def red_only(images):
+        return [Image.merge("RGB", (im.getchannel("R"), *[Image.new("L", im.size, 0)] * 2)) for im in images]
+
+    assert translate_video(red_only, clip, tmp_path / "out.avi", batch_size=3, progress=False) == len(reds)
+    capture, frames = cv2.VideoCapture(str(tmp_path / "out.avi")), []
+    while (read := capture.read())[0]:
+        frames.append(read[1].reshape(-1, 3).mean(0))  # mean B, G, R
+    capture.release()
+    assert len(frames) == len(reds)
+    for (b, g, r), red in zip(frames, reds):
+        assert abs(r - red) < 4 and b < 4 and g < 4, (b, g, r, red)
+
+
+def test_direction_btoa_uses_generator_b(tmp_path):
+    """A run folder with two different generators: --direction BtoA (CLI and API) is G_B's
+    output, AtoB G_A's, each computed here on the unpadded image."""
+    run = tmp_path / "ckpts" / "two_way"
+    run.mkdir(parents=True)
+    nets = {}
+    for name, seed in (("G_A", 1), ("G_B", 2)):
+        torch.manual_seed(seed)
+        nets[name] = define_G(3, 3, ngf=4, netG="resnet_1blocks").eval()
+        torch.save(nets[name].state_dict(), run / f"latest_net_{name}.pth")
+    (run / "options.yaml").write_text("model: cycle_gan\nnetG: resnet_1blocks\nngf: 4\n")
+    photo = _image(tmp_path / "p.png", size=(36, 28))
+    x = torch.from_numpy(np.asarray(Image.open(photo))).permute(2, 0, 1)[None].float() / 127.5 - 1
+    for direction, name in (("AtoB", "G_A"), ("BtoA", "G_B")):
+        with torch.no_grad():
+            expected = ((nets[name](x)[0, :, :28, :36].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+        out = tmp_path / direction
+        assert main(["translate", "--name", "two_way", "--checkpoints_dir", str(tmp_path / "ckpts"), "--direction",
+                     direction, "--input", str(photo), "--output", str(out), "--no_progress"]) == 0
+        got = np.asarray(Image.open(out / "p.png")).astype(int)
+        assert np.abs(got - expected).max() <= 1, direction
+        api = transfigure.load("two_way", checkpoints_dir=str(tmp_path / "ckpts"), direction=direction, device="cpu")
+        assert np.abs(np.asarray(api(Image.open(photo))).astype(int) - expected).max() <= 1, direction

@@ -99,6 +99,36 @@ def test_cyclegan_variant_step_uses_only_its_losses(variant):
     assert ("G_A" in losses) == (opt.lambda_GAN > 0)
 
 
+def test_cyclegan_identity_loss_and_discriminators_follow_the_paper():
+    """With the identity loss on and distinct cycle weights: G_A(real_B) ~ real_B weighted by
+    lambda_B * lambda_identity (and G_B(real_A) by lambda_A), and D_A learns real_B against
+    fake_B, D_B real_A against fake_A, each halved, as in the official code."""
+    torch.manual_seed(0)
+    opt = make_options({**SMALL, "lambda_identity": 0.5, "lambda_A": 10.0, "lambda_B": 4.0})
+    method = create_method(opt, torch.device("cpu"))
+    batch = {"A": torch.rand(1, 3, 32, 32) * 2 - 1, "B": torch.rand(1, 3, 32, 32) * 2 - 1}
+    real_A, real_B = batch["A"], batch["B"]
+    before, optimizers, losses = one_step(method, batch)
+
+    n = before
+    identity = (F.l1_loss(n["G_A"](real_B), real_B) * opt.lambda_B * opt.lambda_identity
+                + F.l1_loss(n["G_B"](real_A), real_A) * opt.lambda_A * opt.lambda_identity)
+    g_params = [p for name in ("G_A", "G_B") for p in n[name].parameters()]
+    expected = expected_grads(g_params, cyclegan_generator_loss(n, opt, real_A, real_B) + identity)
+    assert_grads_match(optimizers["G"].grads, expected)
+    assert losses["idt_A"] == pytest.approx(F.l1_loss(n["G_A"](real_B), real_B).item() * 4.0 * 0.5, rel=1e-5)
+
+    # The discriminators see this step's fakes, made before the generators' update (as the
+    # official code does; pool_size 0: no history).
+    gan = GANLoss(opt.gan_mode)
+    with torch.no_grad():
+        fake_B, fake_A = n["G_A"](real_A), n["G_B"](real_B)
+    d_loss = (0.5 * (gan(n["D_A"](real_B), True) + gan(n["D_A"](fake_B), False))
+              + 0.5 * (gan(n["D_B"](real_A), True) + gan(n["D_B"](fake_A), False)))
+    d_params = [p for name in ("D_A", "D_B") for p in n[name].parameters()]
+    assert_grads_match(optimizers["D"].grads, expected_grads(d_params, d_loss))
+
+
 def test_feature_loss_variant_uses_feature_distance(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "vgg16.pth"

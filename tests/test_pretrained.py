@@ -19,7 +19,7 @@ from transfigure.download import DownloadError
 from transfigure.nets import define_G, run_padded
 from transfigure.pretrained import MODELS, cached_path, fetch, get_model
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights" / "cartoongan"
+from shared_data import PHOTOS, WEIGHTS, needs_shared
 
 
 def _legacy_cyclegan_file() -> tuple[bytes, nn.Module]:
@@ -49,6 +49,11 @@ def server():
                 self.send_header("Content-Length", str(len(files[self.path])))
                 self.end_headers()
                 self.wfile.write(files[self.path])
+            elif self.path == "/cyclegan/pretrained_models/monet2photo.pth":  # no length, cut short
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body[:len(body) // 2])
+                self.close_connection = True
             elif self.path == "/cyclegan/pretrained_models/zebra2horse.pth":   # hangs up part-way
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -122,6 +127,30 @@ def test_truncated_and_wrong_checksum_downloads_are_never_cached(mirror):
     assert not cached_path(wrong).exists() and not list(folder.glob("*.part"))
 
 
+def test_cut_short_without_content_length_is_never_cached(mirror):
+    """HTTP/1.0-style body ended by closing the connection: nothing tells a short body from
+    a whole one but the file itself, so it must load before it is renamed into the cache."""
+    with pytest.raises(DownloadError, match="monet2photo.pth.*cut short"):
+        fetch(get_model("monet2photo"), progress=False)
+    assert not cached_path(get_model("monet2photo")).exists()
+    assert not list(cached_path(get_model("monet2photo")).parent.glob("*.part"))
+
+
+def test_a_damaged_cached_file_is_removed_and_the_message_says_retry(mirror, tmp_path, capsys):
+    cached = cached_path(get_model("horse2zebra"))
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"damaged on disk")
+    photo = tmp_path / "a.png"
+    Image.new("RGB", (16, 16)).save(photo)
+    argv = ["translate", "--pretrained", "horse2zebra", "--input", str(photo), "--output", str(tmp_path / "o"),
+            "--no_progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "horse2zebra.pth" in err and "run the command again" in err
+    assert not cached.exists()
+    assert main(argv) == 0 and cached.is_file()  # the retry downloads it anew
+
+
 def test_offline_error_names_url_and_weights_option(tmp_path, monkeypatch, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,10 +181,18 @@ def test_weights_option_overrides_the_download(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.skipif(not (WEIGHTS / "shinkai").is_dir(), reason="published weights not in ../shared")
+@needs_shared(WEIGHTS / "shinkai", PHOTOS / "temple.jpg")
 def test_cartoongan_style_through_translate_pretrained(tmp_path):
+    """`translate --pretrained shinkai` takes the style's own path (450-px resize, BGR):
+    the authors' pipeline's result, not the plain translate path's."""
+    from test_authors_pipeline import authors_pipeline
+    from test_cartoonize import read_npy
+
     photo = tmp_path / "p.png"
-    Image.new("RGB", (60, 40), (90, 160, 220)).save(photo)
+    Image.open(PHOTOS / "temple.jpg").convert("RGB").resize((227, 151), Image.BICUBIC).save(photo)
     assert main(["translate", "--pretrained", "shinkai", "--weights", str(WEIGHTS / "shinkai"), "--input",
                  str(photo), "--output", str(tmp_path / "o"), "--no_progress"]) == 0
-    assert (tmp_path / "o" / "p.png").is_file()
+    got = np.asarray(Image.open(tmp_path / "o" / "p.png"))
+    expected = authors_pipeline(read_npy("shinkai"), Image.open(photo).convert("RGB"), 450)
+    assert got.shape == expected.shape == (299, 450, 3)
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() <= 0.01

@@ -12,9 +12,10 @@ from transfigure.nets import define_G, run_padded
 from transfigure.nets.cartoongan import CartoonGANGenerator, load_published_weights
 from transfigure.nets.tiling import _axis_weights, check_tiling, run_tiled, seam_ratio, tile_spans
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-HAYAO = SHARED / "weights" / "cartoongan" / "hayao"
-PHOTO = SHARED / "photos" / "7--88.jpg"
+from shared_data import PHOTOS, WEIGHTS, needs_shared
+
+HAYAO = WEIGHTS / "hayao"
+PHOTO = PHOTOS / "7--88.jpg"
 
 
 @pytest.mark.parametrize("length,tile,overlap,multiple", [(100, 40, 10, 1), (257, 64, 16, 4), (64, 64, 8, 4),
@@ -63,7 +64,9 @@ def _compare(net, x, tile, overlap):
     with torch.inference_mode():
         full, tiled = run_padded(net, x), run_tiled(net, x, tile, overlap)
     assert tiled.shape == full.shape
-    return float((tiled - full).abs().mean() * 127.5), seam_ratio(tiled, tile, overlap), seam_ratio(full, tile, overlap)
+    result = float((tiled - full).abs().mean() * 127.5), seam_ratio(tiled, tile, overlap), seam_ratio(full, tile, overlap)
+    print("mean abs difference %.4f/255, seam ratio tiled %.3f, untiled %.3f" % result)
+    return result
 
 
 def test_instance_norm_generator_tiled_matches_untiled_without_seams():
@@ -72,17 +75,17 @@ def test_instance_norm_generator_tiled_matches_untiled_without_seams():
     _, photo, _ = make_pair(512, seed=3)
     x = image_to_tensor(Image.fromarray(photo).crop((0, 0, 510, 383))).unsqueeze(0)  # no multiple of 4
     diff, seams, untiled_seams = _compare(net, x, 192, 64)
-    assert diff < 1.0, f"mean abs difference {diff:.2f}/255"
+    assert diff < 0.2, f"mean abs difference {diff:.2f}/255"  # the code gives 0.06-0.07
     assert seams <= untiled_seams * 1.05, f"overlaps carry {seams:.2f}x the mean gradient ({untiled_seams:.2f} untiled)"
 
 
-@pytest.mark.skipif(not (HAYAO.is_dir() and PHOTO.is_file()), reason="published weights/photos not in ../shared")
+@needs_shared(HAYAO, PHOTO)
 def test_published_cartoongan_tiled_close_to_untiled_without_seams():
     net = load_published_weights(CartoonGANGenerator(), HAYAO).eval()
     photo = Image.open(PHOTO).convert("RGB").resize((480, 320), Image.BICUBIC)  # sky and fields
     x = image_to_tensor(photo)[[2, 1, 0]].unsqueeze(0)
     diff, seams, untiled_seams = _compare(net, x, 192, 96)
-    assert diff < 1.0, f"mean abs difference {diff:.2f}/255"
+    assert diff < 0.2, f"mean abs difference {diff:.2f}/255"  # the code gives 0.06-0.07
     assert seams <= untiled_seams * 1.05, f"overlaps carry {seams:.2f}x the mean gradient ({untiled_seams:.2f} untiled)"
 
 
@@ -106,11 +109,25 @@ def test_cartoonize_tiles_a_video_and_keeps_its_frames(random_style, tmp_path):
     for i in range(4):
         writer.write(np.full((64, 96, 3), 60 * i, np.uint8))
     writer.release()
-    assert main(["cartoonize", "--style", "hayao", "--weights", str(random_style), "--input", str(clip),
-                 "--output", str(tmp_path / "out"), "--load_size", "0", "--tile", "64", "--tile_overlap", "16",
-                 "--no_progress"]) == 0
+    common = ["cartoonize", "--style", "hayao", "--weights", str(random_style), "--input", str(clip), "--load_size",
+              "0", "--no_progress"]
+    assert main([*common, "--output", str(tmp_path / "out"), "--tile", "64", "--tile_overlap", "16"]) == 0
     fps, frames, width, height = video_info(tmp_path / "out" / "clip.avi")
     assert (fps, frames, width, height) == (5.0, 4, 96, 64)
+    # The frames really went through the tiler: not the untiled video (random weights on flat
+    # frames: the tiles' borders show, 8.6/255 here; an ignored --tile gives 0).
+    assert main([*common, "--output", str(tmp_path / "whole")]) == 0
+
+    def frames_of(path):
+        capture, out = cv2.VideoCapture(str(path)), []
+        while (read := capture.read())[0]:
+            out.append(read[1].astype(np.float64))
+        capture.release()
+        return np.stack(out)
+
+    diff = np.abs(frames_of(tmp_path / "out" / "clip.avi") - frames_of(tmp_path / "whole" / "clip.avi")).mean()
+    print(f"tiled vs untiled video: mean {diff:.3f}/255")
+    assert 1.0 < diff < 13.0
 
 
 def test_tiling_benchmark_reports_peak_memory_per_case(random_style, tmp_path):
@@ -123,7 +140,7 @@ def test_tiling_benchmark_reports_peak_memory_per_case(random_style, tmp_path):
                  "--tile", "64", "--tile_overlap", "16", "--whole_sizes", "96x64"]) == 0
     rows = json.loads((out / "results.json").read_text())
     assert [r["case"] for r in rows] == ["startup (16x16 image)", "whole image 96x64", "tiles of 64 px, overlap 16"]
-    assert all(0.05 < r["peak_rss_gib"] < 20 for r in rows)
+    assert all(0.3 < r["peak_rss_gib"] < 2.5 for r in rows)  # ~0.8 GiB here: torch's start-up dominates
     assert Image.open(rows[-1]["output"]).size == (96, 64)
     assert 0 < rows[-1]["mean_abs_diff_vs_whole"] < 255 and rows[-1]["seam_ratio_tiled"] > 0
     table = (out / "table.md").read_text()

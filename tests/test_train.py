@@ -107,6 +107,12 @@ def test_ctrl_c_saves_and_resumes(tiny_dataset, tmp_path):
     assert result.status == "interrupted" and result.total_steps == 3
     assert ckpt.load_training_state(tmp_path / "run" / "latest.ckpt")["total_steps"] == 3
     assert signal.getsignal(signal.SIGINT) == handler_before  # the run's own handler is gone
+    # Resuming after Ctrl-C ends where a run that was never interrupted ends, bit for bit.
+    resumed = train(tiny_options(tiny_dataset, tmp_path, continue_train=True), progress=False)
+    assert resumed.status == "finished" and resumed.total_steps == 12
+    whole = train(tiny_options(tiny_dataset, tmp_path, "whole"), progress=False)
+    assert_states_equal(comparable(ckpt.load_training_state(tmp_path / "run" / "latest.ckpt")),
+                        comparable(ckpt.load_training_state(tmp_path / "whole" / "latest.ckpt")))
 
 
 def test_refuses_to_overwrite_or_resume_with_other_architecture(tiny_dataset, tmp_path):

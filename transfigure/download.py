@@ -30,11 +30,14 @@ def cache_dir() -> Path:
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size: int | None = None,
-             progress: bool = True, hint: str = "", timeout: float = 30.0, sha256_prefix: str | None = None) -> Path:
+             progress: bool = True, hint: str = "", timeout: float = 30.0, sha256_prefix: str | None = None,
+             validate=None) -> Path:
     """Fetch `url` to `dest` (always downloads; callers decide what is cached) and return
     `dest`. Checks the byte count against the server's Content-Length and `size`, and
     the content against `sha256` (or its start, `sha256_prefix`, torch.hub's file
-    naming convention), when given. Raises DownloadError naming the URL, with
+    naming convention), when given. `validate(path)`, when given, must accept the
+    received file (e.g. load it) before it is renamed into place: a server that sends
+    no length can cut a body short unnoticed. Raises DownloadError naming the URL, with
     `hint` (e.g. "offline? pass --weights PATH") appended; `dest` is then left as it was."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,12 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size:
             raise error(f"sha256 {digest.hexdigest()} does not match the expected {sha256.lower()}")
         if sha256_prefix is not None and not digest.hexdigest().startswith(sha256_prefix.lower()):
             raise error(f"sha256 {digest.hexdigest()} does not start with the expected {sha256_prefix.lower()}")
+        if validate is not None:
+            try:
+                validate(Path(tmp))
+            except Exception as e:
+                raise error(f"the {received} bytes received are not a usable file ({type(e).__name__}: {e}); "
+                            "the transfer was probably cut short, try again") from e
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .cartoonize import STYLES
 from .download import DownloadError, cache_dir, download
 
@@ -114,7 +116,8 @@ def fetch(model: PublishedModel, progress: bool = True) -> Path:
     if path.is_file():
         return path
     try:
-        return download(model.url, path, sha256=model.sha256, size=model.size, progress=progress)
+        return download(model.url, path, sha256=model.sha256, size=model.size, progress=progress,
+                        validate=lambda f: torch.load(f, map_location="cpu", weights_only=True))
     except DownloadError as e:
         raise DownloadError(f"{e}. Offline? Download it elsewhere and pass --weights PATH, or put it at {path}") \
             from None
@@ -129,10 +132,16 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None, progres
     if model.family == "cartoongan":
         from .cartoonize import load_style
         return LoadedGenerator(load_style(model.name, weights=weights, progress=progress), 3, 3, model.name)
-    path = Path(weights) if weights else fetch(model, progress)
-    if not path.is_file():
-        raise FileNotFoundError(f"--weights {path}: no such file")
-    return load_generator(checkpoint=path, architecture=model.architecture)
+    if weights:
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"--weights {weights}: no such file")
+        return load_generator(checkpoint=weights, architecture=model.architecture)
+    path = fetch(model, progress)
+    try:
+        return load_generator(checkpoint=path, architecture=model.architecture)
+    except (ValueError, RuntimeError) as e:  # damaged in the cache: never reuse it
+        path.unlink(missing_ok=True)
+        raise DownloadError(f"{e}; the cached file was removed: run the command again to download it anew") from e
 
 
 def format_models() -> str:
