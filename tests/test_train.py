@@ -144,3 +144,31 @@ def test_linear_schedule_decays_to_zero(tiny_dataset, tmp_path):
     trainer.run()
     # Official rule: constant for n_epochs, then lr * (1 - k / (n_epochs_decay + 1)) in decay epoch k.
     assert lrs == pytest.approx([2e-4, 2e-4 * 2 / 3, 2e-4 * 1 / 3])
+
+
+@pytest.mark.parametrize("changes", [
+    {"ngf": 6}, {"netG": "resnet_2blocks"}, {"norm": "batch"}, {"no_dropout": False},
+    {"input_nc": 1, "lambda_identity": 0.0},
+    {"netG": "cartoongan_1blocks", "activation": "leaky_relu", "activation_slope": 0.2},
+    {"model": "pix2pix", "dataset_mode": "unaligned", "netG": "cartoongan_1blocks", "activation": "leaky_relu"},
+])
+def test_a_run_reloads_exactly_the_generators_it_trained(tiny_dataset, tmp_path, changes):
+    """Every architecture option reaches the trained nets and the nets rebuilt from the run
+    folder alike (a cycle_gan run once trained CartoonGAN generators with ReLU whatever
+    --activation said, and reloaded them with LeakyReLU)."""
+    from transfigure.translate import load_generator
+
+    trainer = Trainer(tiny_options(tiny_dataset, tmp_path, max_iters=1, **changes), progress=False)
+    trainer.run()
+    directions = ("AtoB",) if changes.get("model") == "pix2pix" else ("AtoB", "BtoA")
+    for direction in directions:
+        trained = trainer.method.translator(direction).eval()
+        loaded = load_generator(name="run", checkpoints_dir=str(tmp_path), direction=direction).net.eval()
+        assert repr(loaded) == repr(trained), direction
+        if "activation" in changes:  # CartoonGAN applies its activation functionally: not in the repr
+            assert (trained.activation, trained.negative_slope) == (loaded.activation, loaded.negative_slope) == \
+                ("leaky_relu", changes.get("activation_slope", 0.01))
+        x = torch.rand(1, trained.conv01_1.in_channels if hasattr(trained, "conv01_1") else
+                       next(trained.parameters()).shape[1], 32, 32) * 2 - 1
+        with torch.no_grad():
+            assert torch.equal(trained(x), loaded(x)), direction

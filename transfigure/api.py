@@ -15,9 +15,11 @@ import torch
 from PIL import Image
 
 from .cartoonize import DEFAULT_LOAD_SIZE, style_images
+from .devices import resolve_device
 from .translate import (DEFAULT_TILE_OVERLAP, LoadedGenerator, collect_inputs, generator_images, input_root,
                         needs_single_images, prepare_image, translate_inputs)
 from .video import VIDEO_EXTENSIONS, is_video_file, translate_video
+from .errors import UsageError
 
 
 class Translator:
@@ -30,7 +32,7 @@ class Translator:
     def __init__(self, net: torch.nn.Module, source: str, style: bool = False, load_size: int = DEFAULT_LOAD_SIZE,
                  input_nc: int = 3, eval_mode: bool = False, device: str | torch.device | None = None,
                  tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0):
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.source, self.style, self.input_nc, self.max_size = source, style, input_nc, max_size
         if style:
             self._images = style_images(net, load_size, self.device, tile, tile_overlap)
@@ -55,7 +57,7 @@ class Translator:
             return self._pil(image)
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] not in (3, 4):
-                raise ValueError(f"expected an HxWx3 image array, got shape {image.shape}")
+                raise UsageError(f"expected an HxWx3 image array, got shape {image.shape}")
             floats = image.dtype.kind == "f"
             pixels = np.clip(image[..., :3] * 255 + 0.5, 0, 255).astype(np.uint8) if floats else \
                 image[..., :3].astype(np.uint8)
@@ -64,7 +66,7 @@ class Translator:
         if torch.is_tensor(image):
             batch = image if image.dim() == 4 else image.unsqueeze(0)
             if batch.dim() != 4 or batch.shape[1] != 3:
-                raise ValueError(f"expected a tensor [3, H, W] or [N, 3, H, W] in [0, 1], got {tuple(image.shape)}")
+                raise UsageError(f"expected a tensor [3, H, W] or [N, 3, H, W] in [0, 1], got {tuple(image.shape)}")
             outs = []
             for x in batch:
                 pixels = (x.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
@@ -89,11 +91,11 @@ class Translator:
         (.mp4/.mov/.avi), at the same frame rate, without audio. Returns the frame count."""
         output = Path(output)
         if not is_video_file(input):
-            raise ValueError(f"{input}: not a video file (expected one of {' '.join(VIDEO_EXTENSIONS)})")
+            raise UsageError(f"{input}: not a video file (expected one of {' '.join(VIDEO_EXTENSIONS)})")
         if output.exists() and not overwrite:
             raise FileExistsError(f"{output}: already exists; pass overwrite=True to replace it")
         if output.resolve() == Path(input).resolve():
-            raise ValueError(f"{output}: would overwrite the input video; choose another output")
+            raise UsageError(f"{output}: would overwrite the input video; choose another output")
         return translate_video(self._images, input, output, self.batch_size, self._prepare, progress)
 
 

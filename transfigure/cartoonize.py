@@ -20,6 +20,7 @@ from .nets.cartoongan import CartoonGANGenerator, load_published_weights
 from .nets.tiling import check_tiling, run_tiled
 from .translate import (DEFAULT_TILE_OVERLAP, ImagesFunction, TranslateSummary, add_input_arguments, collect_inputs,
                         input_root, report_written, translate_inputs)
+from .errors import UsageError
 
 STYLES = {
     "hayao": "Hayao Miyazaki's films",
@@ -37,7 +38,7 @@ DEFAULT_LOAD_SIZE = 450
 def _check_style(style: str) -> str:
     key = style.lower()
     if key not in STYLES:
-        raise ValueError(f"unknown style {style!r}; valid: {', '.join(STYLES)}")
+        raise UsageError(f"unknown style {style!r}; valid: {', '.join(STYLES)}")
     return key
 
 
@@ -75,7 +76,7 @@ def load_style(style: str, weights: str | os.PathLike | None = None, base_url: s
     try:
         return load_published_weights(net, folder).eval()
     except ValueError as e:  # e.g. a file damaged on disk after it was verified
-        raise ValueError(f"{e}; delete {folder} to download the weights again") from e
+        raise UsageError(f"{e}; delete {folder} to download the weights again") from e
 
 
 def style_size(size: tuple[int, int], load_size: int) -> tuple[int, int]:
@@ -142,14 +143,13 @@ def add_cartoonize_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
 
 
 def run_cartoonize(args: argparse.Namespace) -> int:
-    from . import config
-    from .train import resolve_device
+    from .devices import resolve_device
 
     if args.load_size < 0:
-        raise ValueError(f"--load_size must be >= 0 (0 keeps the size), got {args.load_size}")
+        raise UsageError(f"--load_size must be >= 0 (0 keeps the size), got {args.load_size}")
     check_tiling(args.tile, args.tile_overlap)
     inputs = collect_inputs(args.input, args.recursive)  # before any download: a wrong --input fails at once
-    device = resolve_device(config.make_options({"device": args.device}))
+    device = resolve_device(args.device)
     net = load_style(args.style, weights=args.weights, progress=not args.no_progress)
     summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, device=device,
                                overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,

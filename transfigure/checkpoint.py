@@ -23,13 +23,14 @@ import numpy as np
 import torch
 import yaml
 
+from .errors import UsageError
 from .config import Options
 
 FORMAT = "transfigure-training-state"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint that is missing, unreadable or does not fit the options; the message names the file."""
 
 
@@ -112,8 +113,42 @@ def check_compatible(saved: dict, opt: Options, path: Path) -> None:
                               "Resume with the checkpoint's values, or start a new run with another --name.")
 
 
+OPTIONS_FILE = "options.yaml"
+
+
 def write_options(opt: Options, folder: Path) -> None:
-    atomic_write_text(yaml.safe_dump(opt.to_dict(), sort_keys=True), Path(folder) / "options.yaml")
+    atomic_write_text(yaml.safe_dump(opt.to_dict(), sort_keys=True), Path(folder) / OPTIONS_FILE)
+
+
+def read_options(folder: str | Path, required: bool = False) -> dict:
+    """A run folder's options.yaml as a dict ({} when absent, unless `required`)."""
+    path = Path(folder) / OPTIONS_FILE
+    if not path.is_file():
+        if required:
+            raise CheckpointError(f"{path.parent}: no run here (no {OPTIONS_FILE}); check --name and "
+                                  "--checkpoints_dir")
+        return {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{path}: unreadable ({e})") from e
+
+
+def run_checkpoint(folder: str | Path, epoch: str = "latest", net_name: str | None = None) -> Path:
+    """The file a run folder keeps for `epoch`: its training state, else (a folder of
+    exported generators) `{epoch}_net_{net_name}.pth`, or with no `net_name` the first
+    exported generator. Raises CheckpointError naming the folder when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such run (check --name and --checkpoints_dir)")
+    path = state_path(folder, epoch)
+    if path.exists():
+        return path
+    exported = [folder / f"{epoch}_net_{net_name}.pth"] if net_name else sorted(folder.glob(f"{epoch}_net_G*.pth"))
+    if exported and exported[0].exists():
+        return exported[0]
+    raise CheckpointError(f"{folder}: no checkpoint for epoch {epoch!r} ({path.name} or {epoch}_net_G*.pth); "
+                          "train first, or check --epoch")
 
 
 def capture_rng() -> dict:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import config
+from .config import GENERATOR_KEYS
 
 
 def _add_train(sub) -> None:
@@ -93,14 +94,14 @@ def _add_translate(sub) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no_progress", action="store_true")
     arch = p.add_argument_group("architecture of a plain .pth/.safetensors file without options.yaml beside it")
-    config.add_option_arguments(arch, only=("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout"))
+    config.add_option_arguments(arch, only=GENERATOR_KEYS)
     p.set_defaults(func=_cmd_translate)
 
 
 def _cmd_translate(args) -> int:
     from .nets.tiling import check_tiling
     from .translate import collect_inputs, input_root, report_written, translate_files
-    from .train import resolve_device
+    from .devices import resolve_device
 
     if args.batch_size < 1:
         raise config.ConfigError("--batch_size must be at least 1")
@@ -111,9 +112,8 @@ def _cmd_translate(args) -> int:
     inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
     where = dict(overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,
                  tile_overlap=args.tile_overlap, max_size=args.max_size, root=input_root(args.input))
-    device = resolve_device(config.make_options({"device": args.device}))
-    architecture = {k: getattr(args, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc", "no_dropout")
-                    if hasattr(args, k)}
+    device = resolve_device(args.device)
+    architecture = {k: getattr(args, k) for k in GENERATOR_KEYS if hasattr(args, k)}
     generator, style = _generator_from_args(args, architecture)
     inputs = inputs or collect_inputs(args.input, args.recursive)
     if style:
@@ -299,9 +299,9 @@ def _add_evaluate_run(ev_sub) -> None:
 
 def _cmd_evaluate_run(args) -> int:
     from .evaluate.run import evaluate_run, format_metrics, run_options
-    from .train import resolve_device
+    from .devices import resolve_device
 
-    device = resolve_device(config.make_options({"device": args.device}))
+    device = resolve_device(args.device)
     extractor, weights = _extractor(args, run_options(args.name, args.checkpoints_dir).get("crop_size", 64))
     metrics = evaluate_run(args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
                            phase=args.phase, epoch=args.epoch, dataroot=args.dataroot, palette=args.palette,
@@ -344,11 +344,11 @@ def _cmd_fid(args) -> int:
     import json
 
     from .evaluate.fid import fid_kid, metric_label
-    from .train import resolve_device
+    from .devices import resolve_device
 
     if args.batch_size < 1:
         raise config.ConfigError("--batch_size must be at least 1")
-    device = resolve_device(config.make_options({"device": args.device}))
+    device = resolve_device(args.device)
     extractor, weights = _extractor(args, 64)
     result = fid_kid(args.real, args.fake, extractor=extractor, weights_path=weights, kid=not args.no_kid,
                      batch_size=args.batch_size, device=device, size=tuple(args.size) if args.size else None,
@@ -378,12 +378,12 @@ def _cmd_segmentation(args) -> int:
     if not args.segmenter:
         raise config.ConfigError("--photos needs --segmenter SPEC (a run name or a TorchScript file)")
     from .evaluate.segmenter import load_segmenter, score_photos
-    from .train import resolve_device
+    from .devices import resolve_device
 
     segmenter = load_segmenter(args.segmenter, checkpoints_dir=args.checkpoints_dir, epoch=args.epoch,
                                direction=args.segmenter_direction, output=args.segmenter_output,
                                eval_mode=args.eval)
-    device = resolve_device(config.make_options({"device": args.device}))
+    device = resolve_device(args.device)
     if args.save_labels:
         scores = score_photos(segmenter, args.photos, args.gt, colors, args.save_labels, device=device)
         print(f"Segmenter labels in {args.save_labels}")
@@ -614,12 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .data.images import DatasetFolderError, ImageLoadError
+    """Run a command. Expected errors (the project's own, and files that are missing or in
+    the way) print one line and return 2; anything else is a bug: its traceback shows."""
+    from .errors import TransfigureError
 
     args = build_parser().parse_args(argv)
-    expected = (config.ConfigError, CheckpointError, ImageLoadError, DatasetFolderError, FileNotFoundError,
-                FileExistsError, ValueError, RuntimeError, FloatingPointError)
+    expected = (TransfigureError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                NotADirectoryError)
     try:
         return args.func(args)
     except expected as e:

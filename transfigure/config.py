@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from .nets.spec import OPTION_KEYS as GENERATOR_KEYS
+from .errors import UsageError
+
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 
@@ -127,8 +130,7 @@ class Options:
 
     # Options that define what a checkpoint contains: resuming with other
     # values would load weights into the wrong shapes or a different method.
-    ARCHITECTURE_KEYS = ("model", "input_nc", "output_nc", "ngf", "ndf", "netG", "netD", "n_layers_D",
-                         "norm", "no_dropout", "gan_mode", "direction", "activation", "activation_slope")
+    ARCHITECTURE_KEYS = ("model", *GENERATOR_KEYS, "ndf", "netD", "n_layers_D", "gan_mode", "direction")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -163,7 +165,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A bad option value or preset; the message names the option."""
 
 
@@ -188,7 +190,7 @@ def _coerce(name: str, value: Any) -> Any:
             elif str(value).lower() in ("0", "false", "no", "off"):
                 value = False
             else:
-                raise ValueError(value)
+                raise UsageError(value)
         elif kind in (int, float, str):
             value = kind(value)
     except (TypeError, ValueError):

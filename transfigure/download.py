@@ -17,10 +17,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .errors import SetupError
+
 __all__ = ["DownloadError", "cache_dir", "download"]
 
 
-class DownloadError(RuntimeError):
+class DownloadError(SetupError):
     """A failed download; the message names the URL, the reason and what to do instead."""
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .nets.common import _min_size, accepts_any_size, size_multiple
+from .errors import SetupError, UsageError
 
 __all__ = ["ExportWrapper", "export_generator", "check_export", "FORMATS"]
 
@@ -93,7 +94,7 @@ def _quiet():
 def _require(*modules: str, what: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise RuntimeError(f"{what} needs the {', '.join(missing)} package(s): {INSTALL_HINT}")
+        raise SetupError(f"{what} needs the {', '.join(missing)} package(s): {INSTALL_HINT}")
 
 
 def _scripted(wrapper: ExportWrapper, example: torch.Tensor) -> torch.jit.ScriptModule:
@@ -140,7 +141,7 @@ def _onnx(wrapper: ExportWrapper, example: torch.Tensor, path: str, opset: int |
         except Exception as e:
             if first is None:
                 raise
-            raise RuntimeError(f"ONNX export failed with both exporters: {type(first).__name__}: "
+            raise SetupError(f"ONNX export failed with both exporters: {type(first).__name__}: "
                                f"{first}; then {type(e).__name__}: {e}") from e
 
 
@@ -158,11 +159,11 @@ def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = 
     the default); `dynamo=False` uses only the latter: 5-10x faster to export, deprecated
     by PyTorch, same outputs."""
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
+        raise UsageError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if bgr and input_nc != 3:
-        raise ValueError(f"bgr=True swaps the channels of RGB input; this model takes {input_nc} channel(s)")
+        raise UsageError(f"bgr=True swaps the channels of RGB input; this model takes {input_nc} channel(s)")
     if min(example_size) < 2:  # torch.export specialises size-1 dims to constants
-        raise ValueError(f"example_size {tuple(example_size)}: height and width must be >= 2")
+        raise UsageError(f"example_size {tuple(example_size)}: height and width must be >= 2")
     out = Path(out_path)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
@@ -220,7 +221,7 @@ def check_export(path: str | os.PathLike, reference: nn.Module,
             x = torch.rand(batch, input_nc, h, w, generator=gen)
             got, want = run(x).float(), reference(x.to(device)).float().cpu()
             if got.shape != want.shape:
-                raise RuntimeError(f"{path}: output shape {tuple(got.shape)} for a {h}x{w} input, "
+                raise SetupError(f"{path}: output shape {tuple(got.shape)} for a {h}x{w} input, "
                                    f"expected {tuple(want.shape)}")
             worst = max(worst, (got - want).abs().max().item())
     return worst

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .errors import UsageError
 
 GAN_MODES = ("vanilla", "lsgan", "wgangp")
 
@@ -19,7 +20,7 @@ class GANLoss(nn.Module):
     def __init__(self, gan_mode: str, real_label: float = 1.0, fake_label: float = 0.0):
         super().__init__()
         if gan_mode not in GAN_MODES:
-            raise ValueError(f"--gan_mode {gan_mode!r} is not one of {', '.join(GAN_MODES)}")
+            raise UsageError(f"--gan_mode {gan_mode!r} is not one of {', '.join(GAN_MODES)}")
         self.gan_mode = gan_mode
         self.real_label = real_label
         self.fake_label = fake_label

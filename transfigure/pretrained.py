@@ -19,6 +19,7 @@ import torch
 
 from .cartoonize import STYLES
 from .download import DownloadError, cache_dir, download
+from .errors import UsageError
 
 MIRROR_ENV = "TRANSFIGURE_MIRROR"
 OFFICIAL_HOST = "http://efrosgans.eecs.berkeley.edu"
@@ -96,7 +97,7 @@ def get_model(name: str) -> PublishedModel:
     if key not in MODELS:
         close = [n for n in MODELS if key in n or n in key]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"unknown pretrained model {name!r}{hint}; `transfigure models` lists them")
+        raise UsageError(f"unknown pretrained model {name!r}{hint}; `transfigure models` lists them")
     return MODELS[key]
 
 

@@ -18,20 +18,9 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
+from .devices import resolve_device
 from .methods import create_method
 from .visuals import save_visuals_grid, visuals_grid, write_run_page
-
-
-def resolve_device(opt: Options) -> torch.device:
-    if opt.gpu_ids.strip() == "-1" or opt.device == "cpu":
-        return torch.device("cpu")
-    if opt.device == "cuda" or opt.gpu_ids.strip():
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda (or --gpu_ids) was asked for but PyTorch sees no CUDA device; "
-                               "use --device cpu or --device auto")
-        first = opt.gpu_ids.split(",")[0].strip() if opt.gpu_ids.strip() else "0"
-        return torch.device(f"cuda:{first}")
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -125,7 +114,7 @@ class Trainer:
     def __init__(self, opt: Options, progress: bool = True):
         self.opt = opt
         self.progress = progress
-        self.device = resolve_device(opt)
+        self.device = resolve_device(opt.device, opt.gpu_ids)
         self.dir = ckpt.run_dir(opt)
         seed_everything(opt.seed, opt.deterministic)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import yaml
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
@@ -17,12 +16,13 @@ from . import checkpoint as ckpt
 from .config import Options, make_options
 from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image, tensor_to_image, visible_files
 from .methods.pix2pix import ColorizationNet
-from .nets import define_G, load_official_state_dict
+from .nets import load_official_state_dict
+from .nets.spec import OPTION_KEYS, GeneratorSpec
 from .nets.tiling import check_tiling, run_tiled
 from .video import AUDIO_NOTE, VIDEO_EXTENSIONS, is_video_file, translate_video
+from .errors import UsageError
 
-GENERATOR_OPTION_KEYS = ("model", "input_nc", "output_nc", "ngf", "netG", "norm", "no_dropout", "activation",
-                         "activation_slope")
+GENERATOR_OPTION_KEYS = ("model", *OPTION_KEYS)
 SINGLE_GENERATOR_MODELS = ("pix2pix", "colorization", "cartoongan")
 DEFAULT_TILE_OVERLAP = 128  # its outer quarter, 32 px, is dropped: where border artifacts lie
 
@@ -50,9 +50,9 @@ class LoadedGenerator:
 
 def _build(opt: Options, net_name: str, state_dict: dict, source: str) -> LoadedGenerator:
     # The dataset gives G_A (and pix2pix's G) inputs of input_nc channels whatever the direction.
-    in_nc, out_nc = (opt.output_nc, opt.input_nc) if net_name == "G_B" else (opt.input_nc, opt.output_nc)
-    net = define_G(in_nc, out_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout,
-                   activation=opt.activation, negative_slope=opt.activation_slope)
+    spec = GeneratorSpec.from_options(opt, net_name)
+    in_nc, out_nc = spec.input_nc, spec.output_nc
+    net = spec.build()
     try:
         load_official_state_dict(net, state_dict)
     except ValueError as e:
@@ -60,11 +60,6 @@ def _build(opt: Options, net_name: str, state_dict: dict, source: str) -> Loaded
     if opt.model == "colorization":  # RGB in, RGB out: lightness kept, colors predicted
         return LoadedGenerator(ColorizationNet(net), 3, 3, source)
     return LoadedGenerator(net, in_nc, out_nc, source)
-
-
-def _read_options_file(folder: Path) -> dict:
-    path = folder / "options.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else {}
 
 
 def load_generator(name: str | None = None, checkpoint: str | Path | None = None,
@@ -76,14 +71,10 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
     (defaults: the official CycleGAN generator) and map the way their file
     name says (`*net_G_B*` is B -> A), whatever `direction` says."""
     if (name is None) == (checkpoint is None):
-        raise ValueError("give exactly one of --name or --checkpoint")
+        raise UsageError("give exactly one of --name or --checkpoint")
     if name is not None:
         folder = Path(checkpoints_dir) / name
-        if not folder.is_dir():
-            raise ckpt.CheckpointError(f"{folder}: no such run (check --name and --checkpoints_dir)")
-        checkpoint = ckpt.state_path(folder, epoch)
-        if not checkpoint.exists():  # a run folder holding only exported generators
-            checkpoint = folder / f"{epoch}_net_{generator_for(_read_options_file(folder), direction)}.pth"
+        checkpoint = ckpt.run_checkpoint(folder, epoch, generator_for(ckpt.read_options(folder), direction))
     path = Path(checkpoint)
     if path.suffix == ".ckpt":
         state = ckpt.load_training_state(path)
@@ -92,7 +83,7 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
         return _build(opt, net_name, state["nets"][net_name], str(path))
 
     state_dict = ckpt.load_tensor_file(path)
-    saved = _read_options_file(path.parent) or (architecture or {})
+    saved = ckpt.read_options(path.parent) or (architecture or {})
     opt = make_options({k: v for k, v in saved.items() if k in GENERATOR_OPTION_KEYS})
     return _build(opt, "G_B" if "net_G_B" in path.name else "G", state_dict, str(path))
 
@@ -111,7 +102,7 @@ def collect_inputs(input_path: str | Path, recursive: bool = False) -> list[Path
         return files
     if path.is_file():
         if path.suffix.lower() not in media:
-            raise ValueError(f"--input {path}: not an image or video file (expected one of {' '.join(media)})")
+            raise UsageError(f"--input {path}: not an image or video file (expected one of {' '.join(media)})")
         return [path]
     if glob.has_magic(text):
         files = sorted(p for p in map(Path, glob.glob(text, recursive=True))
@@ -185,7 +176,7 @@ def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in:
     input_set = {p.resolve() for p in inputs}
     for target in targets:
         if any(t.resolve() in input_set for t in [target, *(output_dir / d / target.name for d in also_in)]):
-            raise ValueError(f"--output {output_dir}: writing {target.name} would overwrite an input file; "
+            raise UsageError(f"--output {output_dir}: writing {target.name} would overwrite an input file; "
                              "choose another output folder")
     summary, todo = TranslateSummary(), []
     for source, target in zip(inputs, targets):

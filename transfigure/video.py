@@ -13,6 +13,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .data.images import ImageLoadError
+from .errors import SetupError, UsageError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov")
 # Codecs every OpenCV build can write into these containers.
@@ -76,7 +77,7 @@ def translate_video(translate_images: Callable[[list[Image.Image]], list[Image.I
     source, target = Path(source), Path(target)
     suffix = target.suffix.lower()
     if suffix not in FOURCC:
-        raise ValueError(f"{target}: unknown video extension (use one of {' '.join(VIDEO_EXTENSIONS)})")
+        raise UsageError(f"{target}: unknown video extension (use one of {' '.join(VIDEO_EXTENSIONS)})")
     fps, stated_frames, _, _ = video_info(source)
     if not fps or fps <= 0 or not np.isfinite(fps):
         raise ImageLoadError(source, "the video states no frame rate; re-encode it (e.g. with ffmpeg) and retry")
@@ -94,7 +95,7 @@ def translate_video(translate_images: Callable[[list[Image.Image]], list[Image.I
                 height, width = picture.shape[:2]
                 writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*FOURCC[suffix]), fps, (width, height))
                 if not writer.isOpened():
-                    raise RuntimeError(f"{target}: OpenCV cannot write {suffix} video with codec "
+                    raise SetupError(f"{target}: OpenCV cannot write {suffix} video with codec "
                                        f"{FOURCC[suffix]} here; try another extension (.avi uses MJPG)")
             writer.write(picture)
         bar.update(len(batch))

@@ -37,6 +37,7 @@ from .. import checkpoint as ckpt
 from ..config import Options, make_options
 from ..data.images import image_to_tensor, list_images, load_image
 from ..data.synthetic import load_palette, make_labels2photo
+from ..devices import resolve_device
 from ..evaluate.segmentation import score_label_folders
 from ..evaluate.segmenter import Segmenter, score_photos
 from ..nets import run_padded
@@ -45,6 +46,7 @@ from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation, format_duration, log, mean_spread,
                    open_folder, run_options, seconds_per_iteration, settle_iterations, train_run)
+from ..errors import UsageError
 
 DATA_SEED = 0                  # one dataset for every method and seed
 MIN_ITERATIONS = 200           # below this no method learns the task at 64 px
@@ -393,7 +395,7 @@ def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float | 
     if threads is None:
         threads = 1 if size <= 64 else previous_threads
     if threads < 1:
-        raise ValueError("--threads must be at least 1")
+        raise UsageError("--threads must be at least 1")
     torch.set_num_threads(threads)
     try:
         return _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations, overrides, feature_net,
@@ -406,11 +408,11 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
                   feature_weights, only, progress) -> BenchmarkResult:
     started = time.perf_counter()
     if task != "labels2photo":
-        raise ValueError(f"--task {task!r}: only labels2photo is available")
+        raise UsageError(f"--task {task!r}: only labels2photo is available")
     if seeds < 1:
-        raise ValueError("--seeds must be at least 1")
+        raise UsageError("--seeds must be at least 1")
     if iterations is not None and iterations < 1:
-        raise ValueError("--iterations must be at least 1")
+        raise UsageError("--iterations must be at least 1")
     out = Path(out)
     overrides = dict(overrides or {})
     settings = _settings(task, size, n_train, n_test, overrides, feature_net, feature_weights)
@@ -418,7 +420,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     if only:
         unknown = sorted(set(only) - {m.key for m in all_methods})
         if unknown:
-            raise ValueError(f"--only {', '.join(unknown)}: unknown method(s); choose from "
+            raise UsageError(f"--only {', '.join(unknown)}: unknown method(s); choose from "
                              f"{', '.join(m.key for m in all_methods)}")
         all_methods = [m for m in all_methods if m.key in only or m.key == "pix2pix"]
     # Check the options of every run before anything is written.
@@ -443,7 +445,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure,
                                    DEFAULT_ITERATIONS)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     rows = {m.key: Row(m.key, m.label, "method", paper={d: PAPER_CITYSCAPES[m.key][d] for d in DIRECTIONS}
                        if m.key in PAPER_CITYSCAPES else {}) for m in all_methods}
     runs_total = sum(len(m.runs()) for m in all_methods) * len(seed_list)

@@ -47,6 +47,7 @@ from .. import checkpoint as ckpt
 from ..data.edges import smooth_edges_folder
 from ..data.images import image_to_tensor, list_images, load_image
 from ..data.synthetic import make_photo2cartoon
+from ..devices import resolve_device
 from ..evaluate.cartoon import score_cartoon_folders
 from ..evaluate.fid import FolderFeatures, distances
 from ..evaluate.synthetic_features import VERSION as FEATURE_VERSION, feature_network, train_feature_net
@@ -56,6 +57,7 @@ from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, cached_scores, close_invocation, format_duration, log, mean_spread, open_folder,
                    run_options, seconds_per_iteration, settle_iterations, train_run)
+from ..errors import UsageError
 
 DATA_SEED = 0
 MIN_ITERATIONS = 300
@@ -121,7 +123,7 @@ def resolve_content_nets(mode: str, scene_net_path: Path) -> dict[str, list[str]
     method), 'random' (fixed random ImageNet architectures: the setting that collapsed),
     or 'auto' (ImageNet when loadable, else the scene-trained network)."""
     if mode not in CONTENT_MODES:
-        raise ValueError(f"--content_weights {mode!r}: choose {', '.join(CONTENT_MODES)}")
+        raise UsageError(f"--content_weights {mode!r}: choose {', '.join(CONTENT_MODES)}")
     chosen = {}
     for spec in sorted({m.options["content_net"] for m in methods()}):
         if mode in ("random", "synthetic"):
@@ -325,7 +327,7 @@ def run_cartoon(out: str | Path, budget_s: float | None = None, seeds: int = 1, 
     previous_threads = torch.get_num_threads()
     threads = threads or previous_threads
     if threads < 1:
-        raise ValueError("--threads must be at least 1")
+        raise UsageError("--threads must be at least 1")
     torch.set_num_threads(threads)
     try:
         return _run(Path(out), budget_s, seeds, size, n_train, n_test, iterations, content_weights,
@@ -338,16 +340,16 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
          content_steps, only, progress) -> BenchmarkResult:
     started = time.perf_counter()
     if seeds < 1:
-        raise ValueError("--seeds must be at least 1")
+        raise UsageError("--seeds must be at least 1")
     if iterations is not None and iterations < 1:
-        raise ValueError("--iterations must be at least 1")
+        raise UsageError("--iterations must be at least 1")
     if n_test < 2 or n_train < 2:
-        raise ValueError("--n_train and --n_test must be at least 2 (FID needs two images)")
+        raise UsageError("--n_train and --n_test must be at least 2 (FID needs two images)")
     all_methods = methods()
     if only:
         unknown = sorted(set(only) - {m.key for m in all_methods})
         if unknown:
-            raise ValueError(f"--only {', '.join(unknown)}: unknown method(s); choose from "
+            raise UsageError(f"--only {', '.join(unknown)}: unknown method(s); choose from "
                              f"{', '.join(m.key for m in all_methods)}")
         all_methods = [m for m in all_methods if m.key in only]
     settings = {"task": "photo2cartoon", "size": size, "n_train": n_train, "n_test": n_test, "data_seed": DATA_SEED,
@@ -393,7 +395,7 @@ def _run(out, budget_s, seeds, size, n_train, n_test, iterations, content_weight
     iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure,
                                    DEFAULT_ITERATIONS)
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     features = FolderFeatures(feature_network().name, str(feature_net_path), device=device)
     rows = {m.key: Row(m.key, m.label, "method") for m in all_methods}
     complete, done, total = True, 0, len(all_methods) * len(seed_list)

@@ -97,10 +97,11 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     """Time a few training steps of one run's method at its batch size (nothing is written)."""
     from ..data.datasets import create_dataset
     from ..methods import create_method
-    from ..train import resolve_device, seed_everything
+    from ..devices import resolve_device
+    from ..train import seed_everything
 
     seed_everything(opt.seed, False)
-    device = resolve_device(opt)
+    device = resolve_device(opt.device, opt.gpu_ids)
     dataset = create_dataset(opt, "train")
     method = create_method(opt, device)
     optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))

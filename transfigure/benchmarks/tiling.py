@@ -20,6 +20,7 @@ from ..data.synthetic import render_scene
 from ..nets.tiling import seam_ratio
 from ..translate import DEFAULT_TILE_OVERLAP
 from .runs import format_duration, log
+from ..errors import SetupError, UsageError
 
 GIB = 2 ** 30
 
@@ -29,9 +30,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"expected a size WIDTHxHEIGHT such as 4000x3000, got {text!r}") from None
+        raise UsageError(f"expected a size WIDTHxHEIGHT such as 4000x3000, got {text!r}") from None
     if width < 1 or height < 1:
-        raise ValueError(f"size {text!r} must be positive")
+        raise UsageError(f"size {text!r} must be positive")
     return width, height
 
 
@@ -51,7 +52,7 @@ def measure(args: list[str]) -> tuple[float, float]:
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
-        raise RuntimeError(f"transfigure {' '.join(args)} failed with exit status {child.returncode}")
+        raise SetupError(f"transfigure {' '.join(args)} failed with exit status {child.returncode}")
     return usage.ru_maxrss * 1024.0, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
 
 

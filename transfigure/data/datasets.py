@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from .color import rgb_to_network_lab
 from .images import IMG_EXTENSIONS, DatasetFolderError, ImageLoadError, list_images, load_image
 from .transforms import apply_transform, get_params, sample_rng, transform
+from ..errors import UsageError
 
 _EXTS = " ".join(IMG_EXTENSIONS[:2]) + " ..."
 
@@ -198,4 +199,4 @@ def create_dataset(opt, phase: str = "train") -> FolderDataset:
         return SingleDataset(opt, _root(opt))
     if opt.dataset_mode == "colorization":
         return ColorizationDataset(opt, phase)
-    raise ValueError(f"--dataset_mode {opt.dataset_mode!r}: expected unaligned, aligned or single")
+    raise UsageError(f"--dataset_mode {opt.dataset_mode!r}: expected unaligned, aligned or single")

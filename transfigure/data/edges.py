@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageLoadError, list_images, load_image, save_image
+from ..errors import UsageError
 
 KERNEL_SIZE = 5
 
@@ -37,7 +38,7 @@ def smooth_edges(image: np.ndarray) -> np.ndarray:
     """uint8 HxWx3 RGB -> same shape, with a 5x5 Gaussian blur inside the dilated Canny edges."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
+        raise UsageError(f"expected a uint8 HxWx3 RGB array, got {image.dtype} {image.shape}")
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(gray, 100, 200)
     # Default border for dilate is a constant that never wins the max, i.e. the reference's behaviour.
@@ -87,13 +88,13 @@ def smooth_edges_folder(src, out, workers: int | None = None, progress: bool = T
     src, out = Path(src), Path(out)
     files = list_images(src, expected="the cartoon images to edge-smooth")
     if out.resolve() == src.resolve():
-        raise ValueError(f"--out {out} is the source folder {src}; choose another folder "
+        raise UsageError(f"--out {out} is the source folder {src}; choose another folder "
                          "(smoothing must never overwrite the originals)")
     targets: dict[Path, Path] = {}
     for f in files:
         dst = _output_path(f, out)
         if dst in targets:  # 'a.jpg' and 'a.png' would silently share one output
-            raise ValueError(f"{src}: {targets[dst].name} and {f.name} would both be written to {dst.name}; "
+            raise UsageError(f"{src}: {targets[dst].name} and {f.name} would both be written to {dst.name}; "
                              "rename one of them")
         targets[dst] = f
     todo = [(f, dst) for dst, f in targets.items() if not dst.exists()]
@@ -184,7 +185,7 @@ def add_smooth_edges_arguments(parser: argparse.ArgumentParser) -> None:
 def run_smooth_edges(args) -> int:
     """Returns 0, or 1 when some inputs could not be read (they are listed)."""
     if args.workers is not None and args.workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise UsageError("--workers must be at least 1")
     r = smooth_edges_folder(args.src, args.out, workers=args.workers, progress=not args.no_progress)
     for name, reason in r["failures"].items():
         print(f"  failed: {name}: {reason}")

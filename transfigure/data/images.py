@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from ..errors import UsageError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(UsageError):
     """An unreadable image; the message names the file and says what is wrong."""
 
     def __init__(self, path, reason: str):
@@ -26,7 +27,7 @@ class ImageLoadError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
-class DatasetFolderError(ValueError):
+class DatasetFolderError(UsageError):
     """A missing or empty image folder; the message names it and the layout expected."""
 
 
@@ -82,7 +83,7 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
     EXIF orientation, transparency composited on white. Raises ImageLoadError
     naming the file when it cannot be fully decoded."""
     if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+        raise UsageError(f"channels must be 1 or 3, got {channels}")
     try:
         with Image.open(path) as img:
             img.load()  # decode everything now: truncated files fail here, not mid-training
@@ -123,7 +124,7 @@ def tensor_to_image(t: torch.Tensor) -> Image.Image:
     if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]
     if t.ndim != 3 or t.shape[0] not in (1, 3):
-        raise ValueError(f"expected a [C,H,W] or [1,C,H,W] tensor with C 1 or 3, got shape {tuple(t.shape)}")
+        raise UsageError(f"expected a [C,H,W] or [1,C,H,W] tensor with C 1 or 3, got shape {tuple(t.shape)}")
     a = ((t.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     a = a.permute(1, 2, 0).numpy()
     return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
@@ -135,7 +136,7 @@ def save_image(image: torch.Tensor | Image.Image, path: str | Path) -> Path:
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: unknown image extension (use e.g. .png or .jpg)")
+        raise UsageError(f"{path}: unknown image extension (use e.g. .png or .jpg)")
     img = image if isinstance(image, Image.Image) else tensor_to_image(image)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A hidden temp name in the same folder, so os.replace is a rename on one file system.

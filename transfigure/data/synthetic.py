@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from ..errors import UsageError
 
 CLASSES = ("sky", "building", "tree", "road", "car")
 SKY, BUILDING, TREE, ROAD, CAR = range(len(CLASSES))
@@ -208,7 +209,7 @@ def _write_dataset(out_dir, task, size, n_train, n_test, seed, meta, write_pair,
     interrupted run is recognised and redone), then every pair in parallel.
     `write_pair(out, params, split, index)` writes one pair's files."""
     if size < 8 or n_train < 0 or n_test < 0:
-        raise ValueError(f"need size >= 8 and counts >= 0, got size={size}, n_train={n_train}, n_test={n_test}")
+        raise UsageError(f"need size >= 8 and counts >= 0, got size={size}, n_train={n_train}, n_test={n_test}")
     out = Path(out_dir)
     params = _params(task, int(size), int(n_train), int(n_test), int(seed))
     expected = _expected(params["n_train"], params["n_test"], aligned)
@@ -333,7 +334,7 @@ def load_palette(path_or_dataset_dir) -> tuple[list[str], np.ndarray]:
         raise FileNotFoundError(f"no palette file at {p} (expected a dataset folder with {PALETTE_FILE})")
     classes = json.loads(p.read_text()).get("classes")
     if not classes:
-        raise ValueError(f"{p} lists no classes")
+        raise UsageError(f"{p} lists no classes")
     names = [c["name"] for c in classes]
     colors = np.array([c["color"] for c in classes], dtype=np.uint8).reshape(-1, 3)
     return names, colors

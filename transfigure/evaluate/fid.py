@@ -24,6 +24,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.images import list_images, load_image
+from ..devices import resolve_device
+from ..errors import SetupError, UsageError
 
 INCEPTION = "inception-v3-compat"
 
@@ -110,14 +112,14 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         height, width = self.size
         if image.size != (width, height):
             if not self.resize:
-                raise ValueError(f"images of different sizes in {self.folder}: {self.paths[0].name} is "
+                raise UsageError(f"images of different sizes in {self.folder}: {self.paths[0].name} is "
                                  f"{width}x{height}, {self.paths[index].name} is {image.size[0]}x{image.size[1]}; "
                                  "give a common size to resize every image to")
             image = image.resize((width, height), Image.BICUBIC)
         return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
-class InceptionWeightsError(RuntimeError):
+class InceptionWeightsError(SetupError):
     """The Inception weights FID needs are missing and could not be fetched (or are unusable)."""
 
 
@@ -164,7 +166,7 @@ def _feature_extractor(extractor: str, weights_path: str | None, device: torch.d
     if extractor == INCEPTION:
         weights_path = inception_weights(weights_path, progress)
     elif extractor not in _NETWORKS:
-        raise ValueError(f"feature extractor {extractor!r} is not registered (known: "
+        raise UsageError(f"feature extractor {extractor!r} is not registered (known: "
                          f"{', '.join([INCEPTION, *_NETWORKS])})")
     layer = "2048" if extractor == INCEPTION else "features"
     net = create_feature_extractor(extractor, [layer], cuda=device.type == "cuda",
@@ -193,8 +195,7 @@ class FolderFeatures:
                  progress: bool = False):
         self.extractor, self.weights_path, self.batch_size, self.size, self.progress = (
             extractor, weights_path, batch_size, size, progress)
-        self.device = torch.device(device) if device is not None else \
-            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self._net = None
         self._kept: dict[Path, torch.Tensor] = {}
 
@@ -271,7 +272,7 @@ def distances(real_features: torch.Tensor, fake_features: torch.Tensor, extracto
     Returns {"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor", "label"}."""
     n_real, n_fake = len(real_features), len(fake_features)
     if min(n_real, n_fake) < 2:
-        raise ValueError(f"FID needs at least 2 images in each folder ({names[0]}: {n_real}, {names[1]}: {n_fake})")
+        raise UsageError(f"FID needs at least 2 images in each folder ({names[0]}: {n_real}, {names[1]}: {n_fake})")
     out = {"fid": frechet_distance(*feature_statistics(real_features), *feature_statistics(fake_features)),
            "n_real": n_real, "n_fake": n_fake, "extractor": extractor, "label": metric_label(extractor)}
     if kid:

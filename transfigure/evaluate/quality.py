@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.images import list_images, load_image
+from ..errors import UsageError
 
 
 def psnr(pred: np.ndarray, true: np.ndarray) -> float:
@@ -34,9 +35,9 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def ssim(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean SSIM of two uint8 HxWx3 (or HxW) images; both sides at least 11 pixels."""
     if pred.shape != true.shape:
-        raise ValueError(f"SSIM needs equal shapes, got {pred.shape} and {true.shape}")
+        raise UsageError(f"SSIM needs equal shapes, got {pred.shape} and {true.shape}")
     if min(pred.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs images of at least 11x11 pixels, got {pred.shape[1]}x{pred.shape[0]}")
+        raise UsageError(f"SSIM needs images of at least 11x11 pixels, got {pred.shape[1]}x{pred.shape[0]}")
     to_tensor = (lambda a: torch.from_numpy(np.array(a, np.float64)).reshape(*a.shape[:2], -1).permute(2, 0, 1)
                  .unsqueeze(1))
     x, y = to_tensor(pred), to_tensor(true)            # [C, 1, H, W]
@@ -72,6 +73,6 @@ def image_pairs(pred_dir: str | Path, true_dir: str | Path):
     for p in preds:
         a, b = (np.array(load_image(f, 3)) for f in (p, truths[p.stem]))
         if a.shape != b.shape:
-            raise ValueError(f"{p} is {a.shape[1]}x{a.shape[0]} but its ground truth {truths[p.stem]} is "
+            raise UsageError(f"{p} is {a.shape[1]}x{a.shape[0]} but its ground truth {truths[p.stem]} is "
                              f"{b.shape[1]}x{b.shape[0]}")
         yield a, b

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 from .. import checkpoint as ckpt
 from ..data.images import image_to_tensor, list_images, load_image
 from ..visuals import plot_losses, read_loss_log, save_visuals_grid
 from .run import HIGHER_IS_BETTER, METRICS_FILE
+from ..errors import UsageError
 
 GRID_ROWS = 6
 # Options that name or place a run rather than define the experiment.
@@ -49,8 +49,7 @@ def load_run(name: str, checkpoints_dir: Path, results_dir: Path) -> RunInfo:
     if not folder.is_dir():
         raise FileNotFoundError(f"--runs {name}: no run folder {folder} (check --checkpoints_dir)")
     info = RunInfo(name)
-    options_file = folder / "options.yaml"
-    info.options = yaml.safe_load(options_file.read_text()) if options_file.is_file() else {}
+    info.options = ckpt.read_options(folder)
     metrics_file = results_dir / name / METRICS_FILE
     if metrics_file.is_file():
         info.metrics = json.loads(metrics_file.read_text())
@@ -169,7 +168,7 @@ def write_report(run_names: list[str], out: str | Path, checkpoints_dir: str | P
                  results_dir: str | Path = "results") -> Path:
     """Write OUT/index.html, table.md, table.csv, grids and loss plots; return the page's path."""
     if len(set(run_names)) != len(run_names):
-        raise ValueError("--runs lists a run twice")
+        raise UsageError("--runs lists a run twice")
     out = Path(out)
     runs = [load_run(n, Path(checkpoints_dir), Path(results_dir)) for n in run_names]
     if out.exists() and not out.is_dir():

@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from .. import checkpoint as ckpt
 from ..data.images import list_images, save_image
 from ..translate import SINGLE_GENERATOR_MODELS, load_generator, translate_files
 from .fid import INCEPTION, FolderFeatures, distances, metric_label
 from .quality import score_pairs
+from ..errors import UsageError
 
 METRICS_FILE = "metrics.json"
 # Metric name -> whether larger is better; the report marks the best run by it.
@@ -36,22 +36,7 @@ HIGHER_IS_BETTER = {"fid_target": False, "kid_target": False, "fid_source": Fals
 
 
 def run_options(name: str, checkpoints_dir: str | Path) -> dict:
-    path = Path(checkpoints_dir) / name / "options.yaml"
-    if not path.is_file():
-        raise ckpt.CheckpointError(f"{path.parent}: no run here (no options.yaml); check --name and "
-                                   "--checkpoints_dir")
-    return yaml.safe_load(path.read_text())
-
-
-def _checkpoint_file(name: str, checkpoints_dir: str | Path, epoch: str) -> Path:
-    folder = Path(checkpoints_dir) / name
-    path = ckpt.state_path(folder, epoch)
-    if path.exists():
-        return path
-    exported = sorted(folder.glob(f"{epoch}_net_G*.pth"))
-    if exported:
-        return exported[0]
-    raise ckpt.CheckpointError(f"{folder}: no checkpoint for epoch {epoch!r}")
+    return ckpt.read_options(Path(checkpoints_dir) / name, required=True)
 
 
 def _file_key(path: Path) -> dict:
@@ -85,7 +70,7 @@ def _domains(opt: dict, dataroot: Path, phase: str, work: Path) -> tuple[Path, P
         names_a = {p.stem for p in list_images(a, expected=f"the {phase} images of domain A")}
         names_b = {p.stem for p in list_images(b, expected=f"the {phase} images of domain B")}
         return a, b, names_a == names_b
-    raise ValueError(f"evaluate run supports unaligned and aligned datasets; this run used --dataset_mode {mode}")
+    raise UsageError(f"evaluate run supports unaligned and aligned datasets; this run used --dataset_mode {mode}")
 
 
 def _label_side(dataroot: Path, palette: str | None, labels_domain: str | None):
@@ -105,7 +90,7 @@ def _label_side(dataroot: Path, palette: str | None, labels_domain: str | None):
 
 def _translate_cached(name, checkpoints_dir, epoch, direction, source, out, eval_mode, device, progress) -> Path:
     """Translated images of `source` in out/images, reused while the checkpoint and inputs are unchanged."""
-    ckpt_file = _checkpoint_file(name, checkpoints_dir, epoch)
+    ckpt_file = ckpt.run_checkpoint(Path(checkpoints_dir) / name, epoch)
     inputs = list_images(source)
     key = {"checkpoint": _file_key(ckpt_file), "direction": direction, "eval_mode": eval_mode,
            "inputs": [p.name for p in inputs]}
@@ -162,7 +147,7 @@ def evaluate_run(name: str, checkpoints_dir: str | Path = "checkpoints", results
         results[d] = m
 
     metrics = {"run": name, "phase": phase, "epoch": epoch, "model": opt.get("model"),
-               "checkpoint": str(_checkpoint_file(name, checkpoints_dir, epoch)),
+               "checkpoint": str(ckpt.run_checkpoint(Path(checkpoints_dir) / name, epoch)),
                "extractor": extractor, "fid_label": metric_label(extractor),
                "directions": results, "missing": missing,
                "evaluated_s": round(time.perf_counter() - started, 1)}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from ..errors import UsageError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -38,7 +39,7 @@ def confusion_matrix(gt, pred, n_classes: int) -> np.ndarray:
     """[C, C] int64 counts, rows = ground truth; gt pixels outside [0, C) are ignored."""
     gt, pred = np.asarray(gt).ravel(), np.asarray(pred).ravel()
     if gt.shape != pred.shape:
-        raise ValueError(f"gt and pred sizes differ: {gt.size} vs {pred.size}")
+        raise UsageError(f"gt and pred sizes differ: {gt.size} vs {pred.size}")
     keep = (gt >= 0) & (gt < n_classes)                     # e.g. an "ignore" label like 255
     idx = n_classes * gt[keep].astype(np.int64) + pred[keep].astype(np.int64)
     return np.bincount(idx, minlength=n_classes ** 2).reshape(n_classes, n_classes)

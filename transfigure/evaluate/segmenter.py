@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 OUTPUT_KINDS = ("auto", "image", "logits")
 
 
-class SegmenterError(ValueError):
+class SegmenterError(UsageError):
     """A segmenter that cannot be found, loaded or run; the message says which and why."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .cartoongan import CartoonGAN
 from .cyclegan import CycleGAN
 from .pix2pix import Colorization, Pix2Pix
+from ..errors import UsageError
 
 METHODS = {"cycle_gan": CycleGAN, "pix2pix": Pix2Pix, "colorization": Colorization, "cartoongan": CartoonGAN}
 
@@ -16,5 +17,5 @@ def create_method(opt, device):
     try:
         cls = METHODS[opt.model]
     except KeyError:
-        raise ValueError(f"--model {opt.model!r} is not one of {', '.join(METHODS)}") from None
+        raise UsageError(f"--model {opt.model!r} is not one of {', '.join(METHODS)}") from None
     return cls(opt, device)

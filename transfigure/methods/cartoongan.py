@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from ..config import Options
 from ..losses import GANLoss, gradient_penalty
-from ..nets import define_D, define_G, run_padded
+from ..nets import define_D, run_padded
+from ..nets.spec import GeneratorSpec
 from ..nets.features import build_feature_extractor
 from .common import OneGeneratorOneDiscriminator, check_training_size, set_requires_grad
 
@@ -31,9 +32,7 @@ class CartoonGAN(OneGeneratorOneDiscriminator):
         self.opt = opt
         self.device = device
         self.nets = nn.ModuleDict({
-            "G": define_G(opt.input_nc, opt.output_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm,
-                          init_type=opt.init_type, init_gain=opt.init_gain, activation=opt.activation,
-                          negative_slope=opt.activation_slope),
+            "G": GeneratorSpec.from_options(opt).build(opt.init_type, opt.init_gain),
             "D": define_D(opt.output_nc, ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D, norm=opt.norm,
                           init_type=opt.init_type, init_gain=opt.init_gain),
         }).to(device)

@@ -20,7 +20,8 @@ from ..config import ConfigError, Options
 from .common import check_training_size, set_requires_grad
 from ..image_pool import ImagePool
 from ..losses import GANLoss, gradient_penalty
-from ..nets import define_D, define_G, run_padded
+from ..nets import define_D, run_padded
+from ..nets.spec import GeneratorSpec
 from ..nets.features import build_feature_extractor
 
 
@@ -35,13 +36,11 @@ class CycleGAN:
         check_training_size(opt)
         self.opt = opt
         self.device = device
-        g = dict(ngf=opt.ngf, netG=opt.netG, norm=opt.norm, use_dropout=not opt.no_dropout,
-                 init_type=opt.init_type, init_gain=opt.init_gain)
         d = dict(ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D, norm=opt.norm,
                  init_type=opt.init_type, init_gain=opt.init_gain)
         self.nets = nn.ModuleDict({
-            "G_A": define_G(opt.input_nc, opt.output_nc, **g),
-            "G_B": define_G(opt.output_nc, opt.input_nc, **g),
+            "G_A": GeneratorSpec.from_options(opt, "G_A").build(opt.init_type, opt.init_gain),
+            "G_B": GeneratorSpec.from_options(opt, "G_B").build(opt.init_type, opt.init_gain),
             "D_A": define_D(opt.output_nc, **d),
             "D_B": define_D(opt.input_nc, **d),
         }).to(device)

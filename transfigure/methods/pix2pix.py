@@ -10,8 +10,10 @@ import torch.nn.functional as F
 from ..config import Options
 from ..data.color import network_lab_to_rgb, rgb_to_network_lab
 from ..losses import GANLoss, gradient_penalty
-from ..nets import define_D, define_G, run_padded
+from ..nets import define_D, run_padded
+from ..nets.spec import GeneratorSpec
 from .common import OneGeneratorOneDiscriminator, check_training_size, set_requires_grad
+from ..errors import UsageError
 
 
 class Pix2Pix(OneGeneratorOneDiscriminator):
@@ -20,8 +22,7 @@ class Pix2Pix(OneGeneratorOneDiscriminator):
         self.opt = opt
         self.device = device
         self.nets = nn.ModuleDict({
-            "G": define_G(opt.input_nc, opt.output_nc, ngf=opt.ngf, netG=opt.netG, norm=opt.norm,
-                          use_dropout=not opt.no_dropout, init_type=opt.init_type, init_gain=opt.init_gain),
+            "G": GeneratorSpec.from_options(opt).build(opt.init_type, opt.init_gain),
             # Conditional: D judges (input, output) pairs, so it needs both images' channels.
             "D": define_D(opt.input_nc + opt.output_nc, ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D,
                           norm=opt.norm, init_type=opt.init_type, init_gain=opt.init_gain),
@@ -30,7 +31,7 @@ class Pix2Pix(OneGeneratorOneDiscriminator):
 
     def translator(self, direction: str) -> nn.Module:
         if direction != "AtoB":
-            raise ValueError("a pix2pix model translates only in the direction it was trained "
+            raise UsageError("a pix2pix model translates only in the direction it was trained "
                              f"(--direction {self.opt.direction} at training time)")
         return self.nets["G"]
 

@@ -13,6 +13,7 @@ from .cartoongan import CartoonGANGenerator
 from .patchgan import CartoonGANDiscriminator, NLayerDiscriminator, PixelDiscriminator
 from .resnet import ResnetBlock, ResnetGenerator
 from .unet import UnetGenerator, UnetSkipConnectionBlock
+from ..errors import UsageError
 
 __all__ = ["define_G", "define_D", "init_weights", "get_norm_layer", "size_multiple", "run_padded",
            "clean_official_state_dict", "load_official_state_dict", "describe_state_dict",
@@ -33,19 +34,19 @@ def define_G(input_nc, output_nc, ngf=64, netG="resnet_9blocks", norm="instance"
     `activation` and `negative_slope` apply to it only."""
     if m := re.fullmatch(r"cartoongan(?:_(\d+)blocks)?", netG):
         if norm not in ("batch", "instance"):
-            raise ValueError(f"--norm {norm!r}: the CartoonGAN generator takes batch (paper) or instance")
+            raise UsageError(f"--norm {norm!r}: the CartoonGAN generator takes batch (paper) or instance")
         net = CartoonGANGenerator(input_nc, output_nc, ngf, int(m.group(1) or 8), norm, activation, negative_slope)
         return init_weights(net, init_type, init_gain)
     norm_layer = get_norm_layer(norm)
     if m := re.fullmatch(r"resnet_(\d+)blocks", netG):
         if int(m.group(1)) < 1:
-            raise ValueError(f"{netG!r} needs at least one block; valid generators: {GENERATOR_NAMES}")
+            raise UsageError(f"{netG!r} needs at least one block; valid generators: {GENERATOR_NAMES}")
         net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks=int(m.group(1)))
     elif (m := re.fullmatch(r"unet_(\d+)", netG)) and int(m.group(1)) >= 32 and \
             int(m.group(1)) & (int(m.group(1)) - 1) == 0:
         net = UnetGenerator(input_nc, output_nc, int(math.log2(int(m.group(1)))), ngf, norm_layer, use_dropout)
     else:
-        raise ValueError(f"unknown generator {netG!r}; valid: {GENERATOR_NAMES}")
+        raise UsageError(f"unknown generator {netG!r}; valid: {GENERATOR_NAMES}")
     return init_weights(net, init_type, init_gain)
 
 
@@ -57,12 +58,12 @@ def define_D(input_nc, ndf=64, netD="basic", n_layers_D=3, norm="instance", init
     if netD in ("basic", "n_layers"):
         n = 3 if netD == "basic" else int(n_layers_D)
         if n < 1:
-            raise ValueError(f"n_layers_D must be >= 1, got {n_layers_D}")
+            raise UsageError(f"n_layers_D must be >= 1, got {n_layers_D}")
         net = NLayerDiscriminator(input_nc, ndf, n, norm_layer)
     elif netD == "pixel":
         net = PixelDiscriminator(input_nc, ndf, norm_layer)
     elif netD == "cartoongan":
         net = CartoonGANDiscriminator(input_nc, ndf, norm_layer)
     else:
-        raise ValueError(f"unknown discriminator {netD!r}; valid: {DISCRIMINATOR_NAMES}")
+        raise UsageError(f"unknown discriminator {netD!r}; valid: {DISCRIMINATOR_NAMES}")
     return init_weights(net, init_type, init_gain)

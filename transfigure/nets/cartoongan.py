@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import load_official_state_dict
+from ..errors import UsageError
 
 __all__ = ["CartoonGANGenerator", "PublishedInstanceNorm", "read_published_weights", "load_published_weights"]
 
@@ -46,7 +47,7 @@ def _norm_layer(norm: str):
         # Affine, so swapping BatchNorm for InstanceNorm (the improved variant) changes only
         # where the statistics come from, not the layer's learnable scale and shift.
         return lambda c: nn.InstanceNorm2d(c, affine=True)
-    raise ValueError(f"unknown CartoonGAN norm {norm!r}; valid: published, batch, instance")
+    raise UsageError(f"unknown CartoonGAN norm {norm!r}; valid: published, batch, instance")
 
 
 class CartoonGANGenerator(nn.Module):
@@ -69,9 +70,9 @@ class CartoonGANGenerator(nn.Module):
                  norm: str = "published", activation: str = "relu", negative_slope: float = 0.01):
         super().__init__()
         if activation not in ("relu", "leaky_relu"):
-            raise ValueError(f"unknown activation {activation!r}; valid: relu, leaky_relu")
+            raise UsageError(f"unknown activation {activation!r}; valid: relu, leaky_relu")
         if n_blocks < 0:
-            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+            raise UsageError(f"n_blocks must be >= 0, got {n_blocks}")
         # 0.01: the generator slope of the improved-CartoonGAN study (its discriminator used 0.2).
         self.activation, self.negative_slope, self.n_blocks = activation, negative_slope, n_blocks
         norm_layer = _norm_layer(norm)
@@ -130,18 +131,18 @@ def read_published_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         # Hidden names are skipped: partial downloads and editor/OS litter, not weights.
         files = sorted(f for f in path.glob("*.npy") if not f.name.startswith("."))
         if not files:
-            raise ValueError(f"{path}: no .npy files in this folder (expected one <key>.npy per tensor, "
+            raise UsageError(f"{path}: no .npy files in this folder (expected one <key>.npy per tensor, "
                              "e.g. conv01_1.weight.npy)")
         sd = {}
         for f in files:
             try:
                 sd[f.stem] = torch.from_numpy(np.load(f, allow_pickle=False))
             except Exception as e:  # truncated file, pickled object array, not a .npy at all
-                raise ValueError(f"{f}: cannot read it as a NumPy array ({type(e).__name__}: {e})") from e
+                raise UsageError(f"{f}: cannot read it as a NumPy array ({type(e).__name__}: {e})") from e
         return sd
     if path.is_file():
         if path.suffix.lower() not in (".pth", ".pt", ".safetensors"):
-            raise ValueError(f"{path}: expected a folder of .npy files or a .pth/.pt/.safetensors file")
+            raise UsageError(f"{path}: expected a folder of .npy files or a .pth/.pt/.safetensors file")
         from ..checkpoint import load_tensor_file  # lazy: keeps nets free of the config/checkpoint imports
 
         return load_tensor_file(path)
@@ -155,4 +156,4 @@ def load_published_weights(net: nn.Module, path: str | os.PathLike) -> nn.Module
     try:
         return load_official_state_dict(net, sd)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise UsageError(f"{path}: {e}") from e

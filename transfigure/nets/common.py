@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
+from ..errors import UsageError
 
 __all__ = ["get_norm_layer", "uses_bias", "init_weights", "size_multiple", "accepts_any_size", "padded_size",
            "run_padded",
@@ -30,7 +31,7 @@ def get_norm_layer(norm: str = "instance"):
         def norm_layer(num_features):
             return nn.Identity()
         return norm_layer
-    raise ValueError(f"unknown norm {norm!r}; valid: instance, batch, none")
+    raise UsageError(f"unknown norm {norm!r}; valid: instance, batch, none")
 
 
 def uses_bias(norm_layer) -> bool:
@@ -45,7 +46,7 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     """Official init: conv/linear weights by `init_type`, their biases 0;
     BatchNorm weight ~ N(1, gain), bias 0. Returns the net."""
     if init_type not in ("normal", "xavier", "kaiming", "orthogonal"):
-        raise ValueError(f"unknown init_type {init_type!r}; valid: normal, xavier, kaiming, orthogonal")
+        raise UsageError(f"unknown init_type {init_type!r}; valid: normal, xavier, kaiming, orthogonal")
 
     def init_func(m):
         if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
@@ -112,7 +113,7 @@ def pad_for(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[slice,
     a pixel, which changes CartoonGAN's output visibly). Reflect padding where the image
     is large enough (fewer border artifacts), replicate otherwise."""
     if x.dim() != 4:
-        raise ValueError(f"expected a [N,C,H,W] tensor, got shape {tuple(x.shape)}")
+        raise UsageError(f"expected a [N,C,H,W] tensor, got shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
     th, tw = padded_size(net, h, w)
     crop = (slice(0, h), slice(0, w))
@@ -207,10 +208,10 @@ def load_official_state_dict(net: nn.Module, state_dict_or_path) -> nn.Module:
         try:
             sd = torch.load(sd, map_location="cpu", weights_only=True)
         except Exception as e:  # unreadable, not a torch file, or pickled objects
-            raise ValueError(f"{source}cannot read a state dict ({type(e).__name__}: {e})") from e
+            raise UsageError(f"{source}cannot read a state dict ({type(e).__name__}: {e})") from e
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for k, v in sd.items() if k != "_metadata"):
         top = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
-        raise ValueError(f"{source}does not hold a plain state dict of tensors (found {top}); "
+        raise UsageError(f"{source}does not hold a plain state dict of tensors (found {top}); "
                          "a training checkpoint keeps generators under its 'nets' entry")
     target = _unwrap(net)
     sd = clean_official_state_dict(sd, target)
@@ -231,6 +232,6 @@ def load_official_state_dict(net: nn.Module, state_dict_or_path) -> nn.Module:
         if shapes:
             parts.append(f"{len(shapes)} keys with other shapes: " + _examples(
                 [f"{k} {list(sd[k].shape)} vs {list(expected[k].shape)}" for k in shapes]))
-        raise ValueError("; ".join(parts))
+        raise UsageError("; ".join(parts))
     target.load_state_dict(sd, strict=True)
     return net

@@ -16,6 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ..errors import UsageError
 from . import scene_content
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,7 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_WEIGHTS = "random"
 
 
-class FeatureWeightsError(ValueError):
+class FeatureWeightsError(UsageError):
     """The pretrained weights of a feature network are missing or unusable."""
 
 

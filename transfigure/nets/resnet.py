@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from .common import uses_bias
+from ..errors import UsageError
 
 
 def _pad(padding_type: str):
@@ -15,7 +16,7 @@ def _pad(padding_type: str):
         return nn.ReplicationPad2d(1), 0
     if padding_type == "zero":
         return None, 1
-    raise ValueError(f"unknown padding_type {padding_type!r}; valid: reflect, replicate, zero")
+    raise UsageError(f"unknown padding_type {padding_type!r}; valid: reflect, replicate, zero")
 
 
 class ResnetBlock(nn.Module):
@@ -44,7 +45,7 @@ class ResnetGenerator(nn.Module):
                  n_blocks=6, padding_type="reflect"):
         super().__init__()
         if n_blocks < 0:
-            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+            raise UsageError(f"n_blocks must be >= 0, got {n_blocks}")
         use_bias = uses_bias(norm_layer)
         model = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
                  norm_layer(ngf), nn.ReLU(True)]

@@ -26,6 +26,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from ..data.synthetic import CLASSES, cartoon_of_scene, render_scene
+from ..errors import UsageError
 
 MODEL_NAME = "synthetic-scenes"
 LAYERS = ("features",)
@@ -121,7 +122,7 @@ def train_scene_content_net(path: str | Path, size: int = 64, seed: int = 0, sce
 def load_scene_content_net(path: str | Path | None, layer: str, option: str) -> nn.Module:
     """The trained feature body from `path` (written by `train_scene_content_net`)."""
     if layer not in LAYERS:
-        raise ValueError(f"no layer {layer!r} in {MODEL_NAME} (use {', '.join(LAYERS)})")
+        raise UsageError(f"no layer {layer!r} in {MODEL_NAME} (use {', '.join(LAYERS)})")
     if not path or not Path(path).is_file():
         raise FileNotFoundError(
             f"{MODEL_NAME}:{layer} needs its trained weights: {option} FILE (got {path or 'nothing'}); "
@@ -131,5 +132,5 @@ def load_scene_content_net(path: str | Path | None, layer: str, option: str) -> 
         net = SceneContentNet()
         net.load_state_dict(stored["state_dict"])
     except Exception as e:
-        raise ValueError(f"{option} {path}: not a {MODEL_NAME} content network ({type(e).__name__}: {e})") from e
+        raise UsageError(f"{option} {path}: not a {MODEL_NAME} content network ({type(e).__name__}: {e})") from e
     return net.features

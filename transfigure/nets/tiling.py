@@ -25,6 +25,7 @@ from torch import nn
 
 from .cartoongan import PublishedInstanceNorm
 from .common import pad_for, run_padded, size_multiple
+from ..errors import UsageError
 
 MIN_TILE = 32
 STATS_SIZE = 1024  # long side of the image the shared statistics are recorded on (~1 GB on CartoonGAN)
@@ -35,9 +36,9 @@ def check_tiling(tile: int, overlap: int) -> None:
     if tile == 0:
         return
     if tile < MIN_TILE:
-        raise ValueError(f"--tile must be 0 (no tiling) or at least {MIN_TILE} pixels, got {tile}")
+        raise UsageError(f"--tile must be 0 (no tiling) or at least {MIN_TILE} pixels, got {tile}")
     if not 0 <= overlap <= tile // 2:
-        raise ValueError(f"--tile_overlap must be between 0 and half of --tile ({tile // 2}), got {overlap}")
+        raise UsageError(f"--tile_overlap must be between 0 and half of --tile ({tile // 2}), got {overlap}")
 
 
 def tile_spans(length: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int]]:

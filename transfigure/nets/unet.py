@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .common import uses_bias
+from ..errors import UsageError
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -45,7 +46,7 @@ class UnetGenerator(nn.Module):
     def __init__(self, input_nc, output_nc, num_downs, ngf=64, norm_layer=nn.BatchNorm2d, use_dropout=False):
         super().__init__()
         if num_downs < 5:
-            raise ValueError(f"num_downs must be >= 5 (the official layout has 5 fixed levels), got {num_downs}")
+            raise UsageError(f"num_downs must be >= 5 (the official layout has 5 fixed levels), got {num_downs}")
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm_layer=norm_layer, innermost=True)
         for _ in range(num_downs - 5):  # the ngf*8 levels; only these get dropout
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm_layer=norm_layer,
