@@ -4,10 +4,10 @@ independent re-implementation of the authors' steps on the *unpadded* image.
 The CartoonGAN authors' test.py resizes (long side `load_size`, bicubic, the other side
 truncated), flips RGB to BGR, maps [0, 1] to [-1, 1], runs the net on the image as it is
 (450 rows give 452 output rows: the extra rows are the net's own extrapolation), flips
-back, takes x * 0.5 + 0.5 and rounds as torchvision's save_image does. The reference
-below does exactly that in plain tensor operations (`reference_forward` is the authors'
-forward pass written out from their Transformer), never through our padding code, and
-crops the output to the input's size. The official CycleGAN test script likewise runs
+back, takes x * 0.5 + 0.5 and rounds as torchvision's save_image does. The reference,
+`authors_pipeline` in test_cartoonize.py, does exactly that in plain tensor operations
+(`reference_forward` is the authors' forward pass written out from their Transformer),
+never through our padding code, and crops the output to the input's size. The official CycleGAN test script likewise runs
 its ResNet generator on the image as loaded."""
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from transfigure.cli import main
 from transfigure.nets import define_G
 
 from shared_data import PHOTOS, WEIGHTS, needs_weights
-from test_cartoonize import read_npy, reference_forward
+from test_cartoonize import authors_pipeline, read_npy
 
 # (width, height): sides that are not multiples of 4, as most photos after the 450-px resize.
 ODD_SIZES = [((450, 337), "4--24.jpg"), ((449, 450), "origami.jpg"), ((451, 298), "temple.jpg")]
@@ -30,25 +30,6 @@ ODD_SIZES = [((450, 337), "4--24.jpg"), ((449, 450), "origami.jpg"), ((451, 298)
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
-def authors_pipeline(weights: dict, image: Image.Image, load_size: int) -> np.ndarray:
-    """test.py of Yijunmaverick/CartoonGAN-Test-Pytorch-Torch, step by step; uint8 RGB
-    cropped to the resized input's size."""
-    h, w = image.size  # sic: their h is the width
-    ratio = h * 1.0 / w
-    if ratio > 1:
-        h = load_size
-        w = int(h * 1.0 / ratio)
-    else:
-        w = load_size
-        h = int(w * ratio)
-    a = np.asarray(image.resize((h, w), Image.BICUBIC))[:, :, [2, 1, 0]]
-    x = torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None] * 2 - 1
-    with torch.no_grad():
-        y = reference_forward(weights, x)[0][[2, 1, 0]] * 0.5 + 0.5
-    out = y.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return out[:a.shape[0], :a.shape[1]]
 
 
 @needs_weights

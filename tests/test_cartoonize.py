@@ -74,22 +74,25 @@ def reference_forward(w, x):
     return torch.tanh(conv(rpad(y, 3), "deconv03_1"))
 
 
-def reference_cartoonize(w, path, load_size):
-    """The authors' test.py on one file, returning uint8 RGB as their save_image writes it."""
-    img = Image.open(path).convert("RGB")
-    h, w_ = img.size  # sic: their h is the width
-    ratio = h * 1.0 / w_
+def authors_pipeline(weights: dict, image: Image.Image, load_size: int) -> np.ndarray:
+    """test.py of Yijunmaverick/CartoonGAN-Test-Pytorch-Torch, step by step: resize (their h
+    is the width; the short side truncated), RGB -> BGR, [-1, 1], the net on the image as it
+    is, BGR -> RGB, x * 0.5 + 0.5, rounded as save_image does; uint8 RGB cropped to the
+    resized input's size (the net returns sides rounded up to a multiple of 4)."""
+    h, w = image.size  # sic: their h is the width
+    ratio = h * 1.0 / w
     if ratio > 1:
         h = load_size
-        w_ = int(h * 1.0 / ratio)
+        w = int(h * 1.0 / ratio)
     else:
-        w_ = load_size
-        h = int(w_ * ratio)
-    a = np.asarray(img.resize((h, w_), Image.BICUBIC))[:, :, [2, 1, 0]]
+        w = load_size
+        h = int(w * ratio)
+    a = np.asarray(image.resize((h, w), Image.BICUBIC))[:, :, [2, 1, 0]]
     x = torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None] * 2 - 1
     with torch.no_grad():
-        y = reference_forward(w, x)[0][[2, 1, 0]] * 0.5 + 0.5
-    return y.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        y = reference_forward(weights, x)[0][[2, 1, 0]] * 0.5 + 0.5
+    out = y.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return out[:a.shape[0], :a.shape[1]]
 
 
 # ------------------------------------------------------------------ layout (no weights needed)
@@ -184,7 +187,7 @@ def test_pth_safetensors_and_strict_errors(tmp_path):
 @needs_weights
 @pytest.mark.parametrize("style,photo,load_size", [("hayao", "4--24.jpg", 256), ("shinkai", "sjtu.jpg", 256)])
 def test_matches_independent_reference(style, photo, load_size):
-    expected = reference_cartoonize(read_npy(style), PHOTOS / photo, load_size)
+    expected = authors_pipeline(read_npy(style), Image.open(PHOTOS / photo).convert("RGB"), load_size)
     net = load_style(style, weights=WEIGHTS / style)
     got = np.asarray(cartoonize_image(net, Image.open(PHOTOS / photo), load_size))
     assert got.shape == expected.shape

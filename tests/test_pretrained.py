@@ -185,8 +185,7 @@ def test_weights_option_overrides_the_download(tmp_path, monkeypatch):
 def test_cartoongan_style_through_translate_pretrained(tmp_path):
     """`translate --pretrained shinkai` takes the style's own path (450-px resize, BGR):
     the authors' pipeline's result, not the plain translate path's."""
-    from test_authors_pipeline import authors_pipeline
-    from test_cartoonize import read_npy
+    from test_cartoonize import authors_pipeline, read_npy
 
     photo = tmp_path / "p.png"
     Image.open(PHOTOS / "temple.jpg").convert("RGB").resize((227, 151), Image.BICUBIC).save(photo)

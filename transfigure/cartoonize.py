@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from . import config
 from .data.images import image_to_tensor, tensor_to_image
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
@@ -130,23 +131,20 @@ def add_cartoonize_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--style", required=True, type=str.lower, choices=list(STYLES),
                         help="published CartoonGAN style")
     add_input_arguments(parser)
-    parser.add_argument("--load_size", type=int, default=DEFAULT_LOAD_SIZE,
+    parser.add_argument("--load_size", type=config.int_at_least(0, "0 keeps the size"), default=DEFAULT_LOAD_SIZE,
                         help="resize so the long side is this many pixels, as the published models "
                              "expect (default 450); 0 keeps each image's size (use --tile for large ones)")
     parser.add_argument("--weights", default=None,
                         help="local weights: a folder of <key>.npy files or a .pth/.safetensors file "
                              f"(default: download into {cache_dir() / 'cartoongan'}/STYLE from "
                              f"${BASE_URL_ENV} or the public copy)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+    config.add_common_arguments(parser, device=True, progress=True)
     return parser
 
 
 def run_cartoonize(args: argparse.Namespace) -> int:
     from .devices import resolve_device
 
-    if args.load_size < 0:
-        raise UsageError(f"--load_size must be >= 0 (0 keeps the size), got {args.load_size}")
     check_tiling(args.tile, args.tile_overlap)
     inputs = collect_inputs(args.input, args.recursive)  # before any download: a wrong --input fails at once
     device = resolve_device(args.device)

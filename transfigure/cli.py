@@ -18,7 +18,7 @@ def _add_train(sub) -> None:
                     "(built-in: cyclegan, demo) and flags typed here override it. Interrupt with Ctrl-C: the "
                     "run saves a checkpoint and resumes with --continue_train.")
     config.add_option_arguments(p)
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    config.add_common_arguments(p, progress=True)
     p.set_defaults(func=_cmd_train)
 
 
@@ -36,6 +36,16 @@ def _cmd_train(args) -> int:
     return 0 if result.status in ("finished", "paused") else 130
 
 
+def _add_eval_argument(p, whose: str) -> None:
+    """One polarity wherever a generator translates: training mode unless --eval."""
+    p.add_argument("--eval", action="store_true",
+                   help=f"{whose} batch norm and dropout in eval mode (running statistics, no dropout); without it "
+                        "they stay in training mode as in the official test script, which is what pix2pix's "
+                        "published results used. No effect on instance-norm models without dropout (CycleGAN)")
+    p.add_argument("--train_mode", action="store_false", dest="eval",
+                   help="the default, training mode (an alias kept for older scripts)")
+
+
 def _add_model_source(p) -> None:
     """Which generator: --name | --checkpoint | --pretrained, and the options that refine it."""
     src = p.add_mutually_exclusive_group(required=True)
@@ -46,7 +56,7 @@ def _add_model_source(p) -> None:
                           "on first use")
     p.add_argument("--weights", default=None, metavar="PATH",
                    help="with --pretrained: a local copy of its weights (offline use)")
-    p.add_argument("--checkpoints_dir", default="checkpoints")
+    config.add_common_arguments(p, checkpoints_dir=True)
     p.add_argument("--epoch", default="latest", help="'latest' or an epoch number (with --name)")
     p.add_argument("--direction", default=None, choices=["AtoB", "BtoA"],
                    help="translate the dataset's A domain into B, or B into A (default: the direction the "
@@ -80,19 +90,16 @@ def _add_translate(sub) -> None:
                     "size unless --max_size; --tile bounds the memory for large ones. Existing outputs are kept "
                     "unless --overwrite.")
     _add_model_source(p)
-    p.add_argument("--eval", action="store_true",
-                   help="batch norm and dropout in eval mode (running statistics, no dropout); without it they "
-                        "stay in training mode as in the official test script, which is what pix2pix's "
-                        "published results used. No effect on instance-norm models without dropout (CycleGAN)")
+    _add_eval_argument(p, "the generator's")
     add_input_arguments(p)
-    p.add_argument("--max_size", type=int, default=0, metavar="PX",
+    p.add_argument("--max_size", type=config.int_at_least(0, "0 keeps the size"), default=0, metavar="PX",
                    help="scale images (and video frames) down so the long side is at most PX before translating "
                         "(0 = keep the size; CartoonGAN styles then resize to 450 as published)")
-    p.add_argument("--batch_size", type=int, default=4, help="images or video frames per batch (same-size images only)")
+    p.add_argument("--batch_size", type=config.int_at_least(1), default=4,
+                   help="images or video frames per batch (same-size images only)")
     p.add_argument("--compare", action="store_true",
                    help="also write input|output side by side to OUTPUT/compare/ (images; not videos)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--no_progress", action="store_true")
+    config.add_common_arguments(p, device=True, progress=True)
     arch = p.add_argument_group("architecture of a plain .pth/.safetensors file without options.yaml beside it")
     config.add_option_arguments(arch, only=GENERATOR_KEYS)
     p.set_defaults(func=_cmd_translate)
@@ -103,10 +110,6 @@ def _cmd_translate(args) -> int:
     from .translate import collect_inputs, input_root, report_written, translate_files
     from .devices import resolve_device
 
-    if args.batch_size < 1:
-        raise config.ConfigError("--batch_size must be at least 1")
-    if args.max_size < 0:
-        raise config.ConfigError("--max_size must be >= 0 (0 keeps the size)")
     check_tiling(args.tile, args.tile_overlap)
     # A published model's inputs are checked before any download; a local model's file first.
     inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
@@ -140,7 +143,7 @@ def _add_export(sub) -> None:
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="the file to write (e.g. horse2zebra.onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
-    p.add_argument("--no_progress", action="store_true")
+    config.add_common_arguments(p, progress=True)
     p.set_defaults(func=_cmd_export)
 
 
@@ -190,9 +193,9 @@ def _add_data(sub) -> None:
                    help="labels2photo: street label maps (A) and photos (B); photo2cartoon: photos (A) and flat, "
                         "outlined cartoons (B) of other scenes, with ground-truth cartoons of the test photos")
     s.add_argument("--out", required=True, help="output folder (must be new or empty)")
-    s.add_argument("--size", type=int, default=64, help="image side in pixels")
-    s.add_argument("--n_train", type=int, default=1000)
-    s.add_argument("--n_test", type=int, default=100)
+    s.add_argument("--size", type=config.int_at_least(16), default=64, help="image side in pixels")
+    s.add_argument("--n_train", type=config.int_at_least(1), default=1000)
+    s.add_argument("--n_test", type=config.int_at_least(1), default=100)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_cmd_synth)
     e = data_sub.add_parser(
@@ -209,8 +212,6 @@ def _add_data(sub) -> None:
 def _cmd_synth(args) -> int:
     from .data.synthetic import make_labels2photo, make_photo2cartoon
 
-    if args.size < 16 or args.n_train < 1 or args.n_test < 1:
-        raise config.ConfigError("--size must be at least 16, --n_train and --n_test at least 1")
     make = make_labels2photo if args.task == "labels2photo" else make_photo2cartoon
     make(args.out, size=args.size, n_train=args.n_train, n_test=args.n_test, seed=args.seed)
     print(f"Wrote the {args.task} dataset to {args.out}")
@@ -236,16 +237,15 @@ def _add_evaluate(sub) -> None:
                      help="a photo -> labels run of this tool (run name under --checkpoints_dir), or a TorchScript "
                           "file: input [1,3,H,W] in [-1,1], output a label image [1,3,H,W] in [-1,1] or class logits "
                           "[1,C,H,W] with C = the palette's classes")
-    seg.add_argument("--checkpoints_dir", default="checkpoints")
+    config.add_common_arguments(seg, checkpoints_dir=True, device=True)
     seg.add_argument("--epoch", default="latest", help="checkpoint of a run segmenter: 'latest' or an epoch number")
     seg.add_argument("--segmenter_direction", default=None, choices=["AtoB", "BtoA"],
                      help="which generator of a CycleGAN run segments (default: the direction it was trained for)")
     seg.add_argument("--segmenter_output", default="auto", choices=["auto", "image", "logits"],
                      help="how to read a TorchScript output: auto = 3 channels are a label image, others logits")
-    seg.add_argument("--eval", action="store_true", help="a run segmenter's batch norm and dropout in eval mode")
+    _add_eval_argument(seg, "a run segmenter's")
     seg.add_argument("--save_labels", metavar="DIR",
                      help="keep the segmenter's label images in DIR (default: a temporary folder, removed after)")
-    seg.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.set_defaults(func=_cmd_segmentation)
 
     f = ev_sub.add_parser(
@@ -257,14 +257,13 @@ def _add_evaluate(sub) -> None:
     f.add_argument("--real", required=True, help="folder of real images (e.g. the target domain's test set)")
     f.add_argument("--fake", required=True, help="folder of generated images")
     _add_extractor_arguments(f)
-    f.add_argument("--batch_size", type=int, default=64)
-    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    f.add_argument("--batch_size", type=config.int_at_least(1), default=64)
     f.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="resize every image to H x W first (needed when a folder mixes sizes)")
     f.add_argument("--no_kid", action="store_true", help="FID only")
     f.add_argument("--no_cache", action="store_true", help="do not cache the real folder's features")
     f.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
-    f.add_argument("--no_progress", action="store_true")
+    config.add_common_arguments(f, device=True, progress=True)
     f.set_defaults(func=_cmd_fid)
     _add_evaluate_run(ev_sub)
 
@@ -278,7 +277,7 @@ def _add_evaluate_run(ev_sub) -> None:
                     "the target images are label maps. Translated images are kept and reused while the "
                     "checkpoint is unchanged.")
     r.add_argument("--name", required=True, help="the run (a folder under --checkpoints_dir)")
-    r.add_argument("--checkpoints_dir", default="checkpoints")
+    config.add_common_arguments(r, checkpoints_dir=True, device=True, progress=True)
     r.add_argument("--results_dir", default="results")
     r.add_argument("--phase", default="test", help="dataset split to translate (folders <phase>A/<phase>B)")
     r.add_argument("--epoch", default="latest", help="checkpoint: 'latest' or an epoch number")
@@ -290,10 +289,7 @@ def _add_evaluate_run(ev_sub) -> None:
                    help="which domain holds label maps (default: as palette.json says)")
     _add_extractor_arguments(r)
     r.add_argument("--no_kid", action="store_true", help="FID only")
-    r.add_argument("--train_mode", action="store_true",
-                   help="batch norm and dropout in training mode at test time (default: eval mode)")
-    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    r.add_argument("--no_progress", action="store_true")
+    _add_eval_argument(r, "the generator's")
     r.set_defaults(func=_cmd_evaluate_run)
 
 
@@ -306,7 +302,7 @@ def _cmd_evaluate_run(args) -> int:
     metrics = evaluate_run(args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
                            phase=args.phase, epoch=args.epoch, dataroot=args.dataroot, palette=args.palette,
                            labels_domain=args.labels_domain, extractor=extractor, weights_path=weights,
-                           kid=not args.no_kid, eval_mode=not args.train_mode, device=device,
+                           kid=not args.no_kid, eval_mode=args.eval, device=device,
                            progress=not args.no_progress)
     print(format_metrics(metrics))
     print(f"Wrote {Path(args.results_dir) / args.name / 'metrics.json'}")
@@ -346,8 +342,6 @@ def _cmd_fid(args) -> int:
     from .evaluate.fid import fid_kid, metric_label
     from .devices import resolve_device
 
-    if args.batch_size < 1:
-        raise config.ConfigError("--batch_size must be at least 1")
     device = resolve_device(args.device)
     extractor, weights = _extractor(args, 64)
     result = fid_kid(args.real, args.fake, extractor=extractor, weights_path=weights, kid=not args.no_kid,
@@ -402,7 +396,7 @@ def _add_report(sub) -> None:
                     "inputs through every run, loss curves, training time and the settings that differ.")
     p.add_argument("--runs", nargs="+", required=True, metavar="NAME", help="runs to compare")
     p.add_argument("--out", required=True, help="folder for the report (new, empty, or an earlier report's)")
-    p.add_argument("--checkpoints_dir", default="checkpoints")
+    config.add_common_arguments(p, checkpoints_dir=True)
     p.add_argument("--results_dir", default="results", help="where `evaluate run` wrote metrics.json")
     p.set_defaults(func=_cmd_report)
 
@@ -415,20 +409,22 @@ def _cmd_report(args) -> int:
     return 0
 
 
-def _add_benchmark_arguments(p, module: str, seeds: int, threads: str) -> None:
+def _add_benchmark_arguments(p, module: str, seeds: int, threads: str, min_size: int) -> None:
     """The options every benchmark has."""
     p.add_argument("--out", required=True, help="folder for data, runs and tables (new, empty, or a benchmark's)")
     p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                    help="fit the one iteration count to this many seconds of training for all methods and seeds "
                         "together, timed on this machine (default: a fixed count per benchmark, "
                         f"transfigure.benchmarks.{module}.DEFAULT_ITERATIONS, so every machine makes the same table)")
-    p.add_argument("--seeds", type=int, default=seeds, help="training seeds 0 .. N-1 per method")
-    p.add_argument("--iterations", type=int, default=None, help="iterations per run (overrides --budget)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--seeds", type=config.int_at_least(1), default=seeds, help="training seeds 0 .. N-1 per method")
+    p.add_argument("--iterations", type=config.int_at_least(1), default=None,
+                   help="iterations per run (overrides --budget)")
+    p.add_argument("--size", type=config.int_at_least(min_size), default=64, help="image side in pixels")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="a training option for every run, e.g. --set ngf=32 (repeatable); part of the settings")
-    p.add_argument("--threads", type=int, default=None, help=f"torch CPU threads (default: {threads})")
-    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=config.int_at_least(1), default=None,
+                   help=f"torch CPU threads (default: {threads})")
+    config.add_common_arguments(p, progress=True)
 
 
 def _add_benchmark(sub) -> None:
@@ -446,9 +442,10 @@ def _add_benchmark(sub) -> None:
                     "interrupted benchmark: finished runs are reused.")
     a.add_argument("--task", default="labels2photo", choices=["labels2photo"])
     _add_benchmark_arguments(a, "ablation", seeds=2, threads="1 up to --size 64, where a second thread buys nothing "
-                                                               "for these batch-1 steps; torch's default above")
-    a.add_argument("--n_train", type=int, default=1000)
-    a.add_argument("--n_test", type=int, default=100)
+                                                               "for these batch-1 steps; torch's default above",
+                             min_size=24)
+    a.add_argument("--n_train", type=config.int_at_least(1), default=1000)
+    a.add_argument("--n_test", type=config.int_at_least(1), default=100)
     a.add_argument("--feature_net", default="vgg16:relu3_3", help="network:layer of the feature-loss baseline")
     a.add_argument("--feature_weights", default="",
                    help="local ImageNet weights file for --feature_net (without it, torchvision's cache)")
@@ -466,9 +463,11 @@ def _add_benchmark(sub) -> None:
                     "scenes, labelled FID-syn: not Inception). Writes OUT/table.md, OUT/table.csv, OUT/index.html "
                     "and OUT/grid.png. It reports; it asserts no ordering. Run the same command again to continue "
                     "an interrupted benchmark.")
-    _add_benchmark_arguments(c, "cartoon", seeds=1, threads="torch's default")
-    c.add_argument("--n_train", type=int, default=400, help="training photos (and as many cartoons)")
-    c.add_argument("--n_test", type=int, default=200, help="test photos with ground-truth cartoons")
+    _add_benchmark_arguments(c, "cartoon", seeds=1, threads="torch's default", min_size=32)
+    c.add_argument("--n_train", type=config.int_at_least(2, "FID needs two images"), default=400,
+                   help="training photos (and as many cartoons)")
+    c.add_argument("--n_test", type=config.int_at_least(2, "FID needs two images"), default=200,
+                   help="test photos with ground-truth cartoons")
     c.add_argument("--content_weights", default="auto", choices=["auto", "imagenet", "synthetic", "random"],
                    help="content networks: ImageNet weights (torchvision's cache or download); synthetic: a small "
                         "network the benchmark trains to label synthetic scenes; random: the ImageNet architectures "
@@ -476,9 +475,9 @@ def _add_benchmark(sub) -> None:
                         "(the table says which)")
     c.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                    help="train only these methods: cartoongan improved cyclegan cyclegan_init cyclegan_edges")
-    c.add_argument("--feature_steps", type=int, default=600,
+    c.add_argument("--feature_steps", type=config.int_at_least(1), default=600,
                    help="training steps of the evaluation feature network")
-    c.add_argument("--content_steps", type=int, default=500,
+    c.add_argument("--content_steps", type=config.int_at_least(1), default=500,
                    help="training steps of the content network trained on synthetic scenes (used offline)")
     c.set_defaults(func=_cmd_benchmark_cartoon)
 
@@ -525,8 +524,6 @@ def _parse_overrides(items: list[str]) -> dict:
 def _cmd_benchmark_cartoon(args) -> int:
     from .benchmarks.cartoon import run_cartoon
 
-    if args.size < 32 or args.feature_steps < 1 or args.content_steps < 1:
-        raise config.ConfigError("--size must be at least 32, --feature_steps and --content_steps at least 1")
     return _run_benchmark(args, lambda: run_cartoon(
         args.out, budget_s=args.budget, seeds=args.seeds,
         size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
@@ -549,8 +546,6 @@ def _cmd_benchmark(args) -> int:
     from .benchmarks.ablation import run_ablation
 
     overrides = _parse_overrides(args.overrides)
-    if args.size < 24 or args.n_train < 1 or args.n_test < 1:
-        raise config.ConfigError("--size must be at least 24, --n_train and --n_test at least 1")
     return _run_benchmark(args, lambda: run_ablation(
         args.out, task=args.task, budget_s=args.budget,
         seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
@@ -581,11 +576,10 @@ def _add_demo(sub) -> None:
                     "one resumes.")
     p.add_argument("--dataroot", default="datasets/demo_labels2photo")
     p.add_argument("--name", default="demo")
-    p.add_argument("--checkpoints_dir", default="checkpoints")
     p.add_argument("--results_dir", default="results/demo")
-    p.add_argument("--n_train", type=int, default=1000)
-    p.add_argument("--n_test", type=int, default=100)
-    p.add_argument("--no_progress", action="store_true")
+    p.add_argument("--n_train", type=config.int_at_least(1), default=1000)
+    p.add_argument("--n_test", type=config.int_at_least(1), default=100)
+    config.add_common_arguments(p, checkpoints_dir=True, progress=True)
     p.set_defaults(func=_cmd_demo)
 
 

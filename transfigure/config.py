@@ -243,6 +243,33 @@ def validate(o: Options) -> None:
         raise ConfigError(f"--epoch must be 'latest' or an epoch number, got {o.epoch!r}")
 
 
+def int_at_least(minimum: int, meaning: str = ""):
+    """An argparse type: an int of at least `minimum` (`meaning` says what the minimum does),
+    so a bad value is refused by the parser with the option's name before any work."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{f' ({meaning})' if meaning else ''}, "
+                                             f"got {value}")
+        return value
+    parse.__name__ = f"int >= {minimum}"
+    return parse
+
+
+def add_common_arguments(parser, device: bool = False, progress: bool = False, checkpoints_dir: bool = False) -> None:
+    """The options several commands share, written once."""
+    if checkpoints_dir:
+        parser.add_argument("--checkpoints_dir", default="checkpoints", help="folder that holds the runs")
+    if device:
+        parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                            help="where to compute (auto: the first CUDA device when there is one)")
+    if progress:
+        parser.add_argument("--no_progress", action="store_true", help="no progress bars")
+
+
 def add_option_arguments(parser, only: tuple[str, ...] | None = None) -> None:
     """Add one flag per Options field; defaults are suppressed so that only
     flags the user typed override the preset."""

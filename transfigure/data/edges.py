@@ -178,14 +178,14 @@ def add_smooth_edges_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="folder of cartoon images (e.g. DATAROOT/trainB)")
     parser.add_argument("--out", required=True,
                         help="output folder (e.g. DATAROOT/trainB_smooth); <name>.png per input, existing ones kept")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU core)")
-    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    from ..config import add_common_arguments, int_at_least
+
+    parser.add_argument("--workers", type=int_at_least(1), default=None, help="processes (default: one per CPU core)")
+    add_common_arguments(parser, progress=True)
 
 
 def run_smooth_edges(args) -> int:
     """Returns 0, or 1 when some inputs could not be read (they are listed)."""
-    if args.workers is not None and args.workers < 1:
-        raise UsageError("--workers must be at least 1")
     r = smooth_edges_folder(args.src, args.out, workers=args.workers, progress=not args.no_progress)
     for name, reason in r["failures"].items():
         print(f"  failed: {name}: {reason}")

@@ -320,6 +320,24 @@ def make_photo2cartoon(out_dir, size=64, n_train=1000, n_test=100, seed=0, progr
 CARTOON_SCENE_OFFSET = 10_000_000
 
 
+def scene_tensors(size: int, seed: int, first_index: int, count: int):
+    """Training scenes `first_index` ... + count - 1 as tensors: photos and their cartoons
+    [N, 3, S, S] in [-1, 1], class maps [N, S, S] (for the small networks that learn
+    from rendered scenes)."""
+    import torch
+
+    photos, cartoons, classes = [], [], []
+    for i in range(count):
+        cls, inst, photo = render_scene(size, seed, "train", first_index + i)
+        photos.append(photo)
+        cartoons.append(cartoon_of_scene(cls, inst, photo))
+        classes.append(cls)
+
+    def tensor(images):
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return tensor(photos), tensor(cartoons), torch.from_numpy(np.stack(classes)).long()
+
+
 def _summary(out, params, expected, reused):
     return {**params, "out_dir": str(out), "classes": list(CLASSES), "reused": reused,
             "palette": str(out / PALETTE_FILE), "paths": {d: str(out / d) for d in expected}}

@@ -8,16 +8,14 @@ not comparable with Inception FIDs.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .. import checkpoint as ckpt
-from ..data.synthetic import CLASSES, cartoon_of_scene, render_scene
+from ..data.synthetic import CLASSES, scene_tensors
+from ..nets.scene_content import train_on_scenes
 from .fid import FeatureNetwork, register_feature_network
 
 NAME = "transfigure-synthetic-scenes"
@@ -65,54 +63,21 @@ class SyntheticFeatureNet(nn.Module):
         return F.cross_entropy(seg, classes), F.cross_entropy(self.domain(kind), domain)
 
 
-def _scenes(size: int, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` scenes as photos then cartoons: images [2N, 3, S, S] in [-1, 1], class maps [2N, S, S]."""
-    photos, cartoons, classes = [], [], []
-    for i in range(count):
-        cls, inst, photo = render_scene(size, seed, "train", SCENE_OFFSET + i)
-        photos.append(photo)
-        cartoons.append(cartoon_of_scene(cls, inst, photo))
-        classes.append(cls)
-    images = torch.from_numpy(np.stack(photos + cartoons)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return images, torch.from_numpy(np.stack(classes + classes)).long()
-
-
 def train_feature_net(path: str | Path, size: int = 64, seed: int = 0, scenes: int = 1500, steps: int = 600,
                       batch_size: int = 32, progress: bool = True) -> Path:
     """Train the network on freshly rendered scenes and save it to `path` (reused
     when it exists with the same settings). Deterministic for a seed."""
-    path = Path(path)
     settings = {"version": VERSION, "size": size, "seed": seed, "scenes": scenes, "steps": steps,
                 "batch_size": batch_size}
-    if path.is_file():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if json.loads(stored["settings"]) == settings:
-            return path
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        images, classes = _scenes(size, seed, scenes)
-        domain = torch.cat([torch.zeros(scenes), torch.ones(scenes)]).long()
-        net = SyntheticFeatureNet()
-        optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-        order = torch.randperm(len(images))
-        bar = range(steps)
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(bar, desc="feature network", unit="step")
-        for step in bar:
-            idx = order[(step * batch_size + torch.arange(batch_size)) % len(order)]
-            flip = torch.rand(batch_size) < 0.5
-            x, y = images[idx], classes[idx]
-            x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-            seg_loss, dom_loss = net.losses(x, y, domain[idx])
-            optimizer.zero_grad(set_to_none=True)
-            (seg_loss + dom_loss).backward()
-            optimizer.step()
-    net.eval()
-    buffer = {"settings": json.dumps(settings), "state_dict": net.state_dict()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_torch_save(buffer, path)
-    return path
+
+    def data():  # photos then cartoons, each labelled with its domain
+        photos, cartoons, classes = scene_tensors(size, seed, SCENE_OFFSET, scenes)
+        return (torch.cat([photos, cartoons]), torch.cat([classes, classes]),
+                torch.cat([torch.zeros(scenes), torch.ones(scenes)]).long())
+
+    return train_on_scenes(path, settings, seed, SyntheticFeatureNet, data,
+                           lambda net, x, y, domain: sum(net.losses(x, y, domain)), steps, batch_size, 2e-3, progress,
+                           "feature network")
 
 
 def load_feature_net(path: str | Path | None) -> SyntheticFeatureNet:

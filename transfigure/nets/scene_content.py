@@ -19,13 +19,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .. import checkpoint as ckpt
-from ..data.synthetic import CLASSES, cartoon_of_scene, render_scene
+from ..data.synthetic import CLASSES, scene_tensors
 from ..errors import UsageError
 
 MODEL_NAME = "synthetic-scenes"
@@ -66,57 +65,56 @@ class SceneContentNet(nn.Module):
         return F.cross_entropy(logits, torch.cat([classes, classes])) + invariance
 
 
-def _scenes(size: int, seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`count` scenes: photos and their cartoons [N, 3, S, S] in [-1, 1], class maps [N, S, S]."""
-    photos, cartoons, classes = [], [], []
-    for i in range(count):
-        cls, inst, photo = render_scene(size, seed, "train", SCENE_OFFSET + i)
-        photos.append(photo)
-        cartoons.append(cartoon_of_scene(cls, inst, photo))
-        classes.append(cls)
-
-    def tensor(images):
-        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-    return tensor(photos), tensor(cartoons), torch.from_numpy(np.stack(classes)).long()
-
-
-def train_scene_content_net(path: str | Path, size: int = 64, seed: int = 0, scenes: int = 1000, steps: int = 500,
-                            batch_size: int = 16, progress: bool = True) -> Path:
-    """Train the network on freshly rendered scenes and save it to `path` (reused when it
-    exists with the same settings). Deterministic for a seed on one thread. A batch is
-    `batch_size` scenes, each as photo and cartoon."""
+def train_on_scenes(path: str | Path, settings: dict, seed: int, build, data, loss, steps: int, batch_size: int,
+                    lr: float, progress: bool, desc: str) -> Path:
+    """The training of the small networks that learn from rendered scenes: `build()`
+    makes the net, `data()` its tensors (first dim: samples), `loss(net, *batch)` the
+    objective of a batch; each batch is `batch_size` samples in a shuffled order, each
+    flipped left-right with probability 1/2 (every tensor with an image axis). Saved to
+    `path` with `settings`, and reused when the file holds the same settings.
+    Deterministic for a seed on one thread; the caller's RNG is left alone."""
     path = Path(path)
-    settings = {"version": VERSION, "size": size, "seed": seed, "scenes": scenes, "steps": steps,
-                "batch_size": batch_size}
     if path.is_file():
         stored = torch.load(path, map_location="cpu", weights_only=True)
         if json.loads(stored["settings"]) == settings:
             return path
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        photos, cartoons, classes = _scenes(size, seed, scenes)
-        net = SceneContentNet()
-        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+        tensors = data()
+        net = build()
+        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+        order = torch.randperm(len(tensors[0]))
         bar = range(steps)
         if progress:
             from tqdm import tqdm
-            bar = tqdm(bar, desc="content network", unit="step")
-        order = torch.randperm(scenes)
+            bar = tqdm(bar, desc=desc, unit="step")
         for step in bar:
-            idx = order[(step * batch_size + torch.arange(batch_size)) % scenes]
+            idx = order[(step * batch_size + torch.arange(batch_size)) % len(order)]
             flip = torch.rand(batch_size) < 0.5
-            p, c, y = photos[idx], cartoons[idx], classes[idx]
-            p[flip], c[flip], y[flip] = p[flip].flip(-1), c[flip].flip(-1), y[flip].flip(-1)
-            loss = net.loss(p, c, y)
+            batch = [t[idx] for t in tensors]
+            for t in batch:
+                if t.dim() >= 3:  # images [B, C, H, W] and class maps [B, H, W]; not per-sample labels
+                    t[flip] = t[flip].flip(-1)
+            value = loss(net, *batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
-            if progress:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+    net.eval()
     buffer = {"settings": json.dumps(settings), "state_dict": net.state_dict()}
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_torch_save(buffer, path)
     return path
+
+
+def train_scene_content_net(path: str | Path, size: int = 64, seed: int = 0, scenes: int = 1000, steps: int = 500,
+                            batch_size: int = 16, progress: bool = True) -> Path:
+    """Train the network on freshly rendered scenes and save it to `path` (reused when it
+    exists with the same settings). A batch is `batch_size` scenes, each as photo and cartoon."""
+    settings = {"version": VERSION, "size": size, "seed": seed, "scenes": scenes, "steps": steps,
+                "batch_size": batch_size}
+    return train_on_scenes(path, settings, seed, SceneContentNet, lambda: scene_tensors(size, seed, SCENE_OFFSET, scenes),
+                           lambda net, p, c, y: net.loss(p, c, y), steps, batch_size, 1e-3, progress,
+                           "content network")
 
 
 def load_scene_content_net(path: str | Path | None, layer: str, option: str) -> nn.Module:
