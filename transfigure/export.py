@@ -28,8 +28,8 @@ class ExportWrapper(nn.Module):
 
     Pads H and W at the bottom and right as `nets.run_padded` does (up to the net's
     minimum size, and to its size multiple unless it accepts any size), reflect
-    padding where the image is large enough and replicate otherwise, but with index arithmetic on tensor shapes and a gather,
-    so the padding stays symbolic under torch.export, tracing and scripting
+    padding where the image is large enough and replicate otherwise, but with index
+    arithmetic on tensor shapes and a gather, so the padding stays symbolic under torch.export, tracing and scripting
     (F.pad's mode cannot depend on the input size in a graph). `bgr=True` feeds
     the net BGR (the published CartoonGAN styles) and returns RGB."""
 
@@ -50,14 +50,13 @@ class ExportWrapper(nn.Module):
         # sym_max keeps the size symbolic under torch.export (max() would guard on it).
         return torch.sym_max(t, self.min_size)
 
-    def _indices(self, n: int, before: int, total: int, device: torch.device):
-        """Source rows for padding a length-n axis to `total`, `before` of them in front:
-        (reflect indices, replicate indices, whether reflect is possible on this axis)."""
-        i = torch.arange(total, device=device) - before
-        reflect = i.abs()
-        reflect = torch.where(reflect > n - 1, 2 * (n - 1) - reflect, reflect)
-        # Reflect needs both pads < n, as in run_padded; a tensor, not a Python bool, so no guard.
-        fits = (i > -n).all() & (i < 2 * n - 1).all()
+    def _indices(self, n: int, total: int, device: torch.device):
+        """Source rows for padding a length-n axis to `total` at its end: (reflect indices,
+        replicate indices, whether reflect is possible on this axis)."""
+        i = torch.arange(total, device=device)
+        reflect = torch.where(i > n - 1, 2 * (n - 1) - i, i)
+        # Reflect needs the pad < n, as in run_padded; a tensor, not a Python bool, so no guard.
+        fits = (i < 2 * n - 1).all()
         return reflect, i.clamp(0, n - 1), fits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,8 +66,8 @@ class ExportWrapper(nn.Module):
         h, w = x.shape[2], x.shape[3]
         th, tw = self._target(h), self._target(w)
         # Bottom/right only: the net's stride grid stays where an unpadded run puts it.
-        rh, ch, fit_h = self._indices(h, 0, th, x.device)
-        rw, cw, fit_w = self._indices(w, 0, tw, x.device)
+        rh, ch, fit_h = self._indices(h, th, x.device)
+        rw, cw, fit_w = self._indices(w, tw, x.device)
         reflect = fit_h & fit_w  # one mode for both axes, like run_padded
         x = x.index_select(2, torch.where(reflect, rh, ch)).index_select(3, torch.where(reflect, rw, cw))
         # narrow (not slicing) keeps the output's H, W the input's symbols in the ONNX graph.

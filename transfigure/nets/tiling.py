@@ -134,8 +134,9 @@ def run_tiled(net: nn.Module, x: torch.Tensor, tile: int, overlap: int) -> torch
     device = next(net.parameters(), x).device  # a net without parameters runs where x is
     if tile == 0 or max(x.shape[-2:]) <= tile:
         return run_padded(net, x.to(device)).to(x.device)
-    # Tiles of the padded image, at starts on the net's stride grid: then every tile
-    # samples the image exactly as the untiled run does.
+    # Tiles of the image as the net runs it (padded at the bottom/right only where the net
+    # needs it), at starts on the net's stride grid: then every tile samples the image
+    # exactly as the untiled run does.
     padded, (rows_kept, cols_kept) = pad_for(net, x)
     h, w = padded.shape[-2:]
     stats = SharedStatistics(net)
