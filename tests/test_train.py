@@ -172,3 +172,19 @@ def test_a_run_reloads_exactly_the_generators_it_trained(tiny_dataset, tmp_path,
                        next(trained.parameters()).shape[1], 32, 32) * 2 - 1
         with torch.no_grad():
             assert torch.equal(trained(x), loaded(x)), direction
+
+
+def test_the_result_says_what_happened_and_how_to_go_on(tiny_dataset, tmp_path, capsys):
+    """The trainer returns what happened and prints no hint itself (benchmarks train to a
+    fixed count, where pausing is the normal end); the command line tells the user."""
+    from transfigure.cli import main
+
+    paused = train(tiny_options(tiny_dataset, tmp_path, max_iters=2), progress=False)
+    assert paused.status == "paused" and "Resume with" not in capsys.readouterr().out
+    assert paused.describe() == (f"Saved {tmp_path / 'run' / 'latest.ckpt'} at iteration 2 (paused). Resume with: "
+                                 f"transfigure train --name run --checkpoints_dir {tmp_path} --continue_train")
+    argv = ["train", "--dataroot", str(tiny_dataset), "--name", "cli", "--checkpoints_dir", str(tmp_path),
+            "--netG", "resnet_1blocks", "--ngf", "4", "--ndf", "4", "--load_size", "32", "--crop_size", "28",
+            "--num_threads", "0", "--max_iters", "1", "--no_progress"]
+    assert main(argv) == 0
+    assert "(paused). Resume with: transfigure train --name cli" in capsys.readouterr().out

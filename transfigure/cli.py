@@ -30,9 +30,7 @@ def _cmd_train(args) -> int:
         raise config.ConfigError("--dataroot is required: the folder holding trainA/ and trainB/ "
                                  "(or train/ for --dataset_mode aligned)")
     result = train(opt, progress=not args.no_progress)
-    if result.status == "finished":
-        print(f"Finished {result.total_steps} iterations in {result.elapsed_s:.0f} s; "
-              f"checkpoints in {result.run_dir}")
+    print(result.describe())
     return 0 if result.status in ("finished", "paused") else 130
 
 

@@ -76,11 +76,19 @@ def _worker_init(worker_id: int) -> None:
 
 @dataclass
 class TrainResult:
+    """What a training run did; the caller decides what to tell the user (`describe`)."""
     run_dir: Path
     status: str  # "finished", "paused" (--max_iters reached) or "interrupted"
     epoch: int
     total_steps: int
     elapsed_s: float
+    resume_command: str = ""  # how to go on from the saved checkpoint, when not finished
+
+    def describe(self) -> str:
+        if self.status == "finished":
+            return f"Finished {self.total_steps} iterations in {self.elapsed_s:.0f} s; checkpoints in {self.run_dir}"
+        return (f"Saved {ckpt.state_path(self.run_dir)} at iteration {self.total_steps} ({self.status}). "
+                f"Resume with: {self.resume_command}")
 
 
 class _StopRequest:
@@ -295,12 +303,10 @@ class Trainer:
                 self.save("latest")
         if status != "finished":
             self.save("latest")
-            print(f"Saved {ckpt.state_path(self.dir)} at iteration {self.total_steps} ({status}). "
-                  f"Resume with: transfigure train --name {o.name} --checkpoints_dir {o.checkpoints_dir} "
-                  "--continue_train")
         if self.tensorboard is not None:
             self.tensorboard.close()
-        return TrainResult(self.dir, status, self.epoch, self.total_steps, self.elapsed_s)
+        return TrainResult(self.dir, status, self.epoch, self.total_steps, self.elapsed_s,
+                           f"transfigure train --name {o.name} --checkpoints_dir {o.checkpoints_dir} --continue_train")
 
 
 def _tensorboard_writer(folder: Path):

@@ -4,11 +4,8 @@ resumed when interrupted and reused when finished, one iteration count for
 every method (a fixed default, or fitted to a time budget), and cached scores."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,25 +26,6 @@ RUN_IDENTITY = ("model", "direction", "seed", "lambda_A", "lambda_B", "lambda_GA
 
 def log(message: str) -> None:
     print(message, flush=True)
-
-
-class QuietPause(io.TextIOBase):
-    """Passes train()'s output through, except its 'Saved ... Resume with ...' line
-    after each run reaches its iteration count: here that is the normal end."""
-
-    def __init__(self, target):
-        self.target = target
-        self.dropped = False
-
-    def write(self, text: str) -> int:
-        drop = (text.startswith("Saved ") and "(paused)" in text) or (self.dropped and text == "\n")
-        if not drop:
-            self.target.write(text)
-        self.dropped = drop and text != "\n"
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
 
 
 def open_folder(out: Path, settings: dict) -> dict:
@@ -206,8 +184,7 @@ def train_run(opt: Options, iterations: int, progress: bool) -> RunOutcome:
         if state["total_steps"] >= iterations:
             return RunOutcome("finished", state["total_steps"], state["elapsed_s"])
         opt = make_options({**opt.to_dict(), "continue_train": True})
-    with contextlib.redirect_stdout(QuietPause(sys.stdout)):
-        result = train(opt, progress=progress)
+    result = train(opt, progress=progress)
     status = "finished" if result.total_steps >= iterations else "interrupted"
     return RunOutcome(status, result.total_steps, result.elapsed_s, trained_now=True)
 
