@@ -1,6 +1,5 @@
 """The Python API: transfigure.load() by run name, weights file and published style;
 PIL, NumPy and tensor inputs give outputs of the same kind."""
-from pathlib import Path
 
 import numpy as np
 import pytest

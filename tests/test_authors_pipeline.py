@@ -9,7 +9,6 @@ back, takes x * 0.5 + 0.5 and rounds as torchvision's save_image does. The refer
 (`reference_forward` is the authors' forward pass written out from their Transformer),
 never through our padding code, and crops the output to the input's size. The official CycleGAN test script likewise runs
 its ResNet generator on the image as loaded."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 the resumable parallel folder command, and the on-the-fly cache."""
 import argparse
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,7 +14,7 @@ from transfigure.data.images import list_images, load_image
 
 # The published kernel written out, not taken from OpenCV: [1, 4, 6, 4, 1] / 16, outer product.
 GAUSS = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
-from shared_data import PHOTOS, needs_shared
+from shared_data import PHOTOS
 
 
 def edge_mask(img, size):

@@ -6,7 +6,6 @@ import io
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +91,21 @@ def test_registry_lists_all_27_models(capsys):
     assert "27 models" in out and out.count("source: ") == 27 and out.count("licence: ") == 27
     with pytest.raises(ValueError, match="did you mean horse2zebra"):
         get_model("horse2zebr")
+
+
+def test_registry_entries_carry_their_preprocessing_as_data():
+    """Callers follow these fields (colour order, load size, value range), never a family name."""
+    from transfigure.pretrained import CARTOONGAN_PREPROCESSING, PLAIN
+
+    for m in MODELS.values():
+        p = m.preprocessing
+        assert p.value_range == (-1.0, 1.0) and p.note
+        if m.family == "cartoongan":
+            assert p == CARTOONGAN_PREPROCESSING and (p.channel_order, p.load_size) == ("BGR", 450)
+            assert p.per_image and m.tensor_folder
+        else:
+            assert (p.channel_order, p.load_size) == (PLAIN.channel_order, PLAIN.load_size) and not p.per_image
+            assert not m.tensor_folder and m.url.endswith(".pth")
 
 
 def test_translate_pretrained_downloads_once_and_loads_a_legacy_file(mirror, tmp_path):

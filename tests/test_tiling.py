@@ -1,5 +1,4 @@
 """Tiled translation: the blend weights, closeness to the untiled result, and no seams."""
-from pathlib import Path
 
 import numpy as np
 import pytest

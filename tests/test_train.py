@@ -110,7 +110,7 @@ def test_ctrl_c_saves_and_resumes(tiny_dataset, tmp_path):
     # Resuming after Ctrl-C ends where a run that was never interrupted ends, bit for bit.
     resumed = train(tiny_options(tiny_dataset, tmp_path, continue_train=True), progress=False)
     assert resumed.status == "finished" and resumed.total_steps == 12
-    whole = train(tiny_options(tiny_dataset, tmp_path, "whole"), progress=False)
+    assert train(tiny_options(tiny_dataset, tmp_path, "whole"), progress=False).status == "finished"
     assert_states_equal(comparable(ckpt.load_training_state(tmp_path / "run" / "latest.ckpt")),
                         comparable(ckpt.load_training_state(tmp_path / "whole" / "latest.ckpt")))
 

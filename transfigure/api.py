@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .cartoonize import DEFAULT_LOAD_SIZE, style_images
+from .cartoonize import style_images
 from .devices import resolve_device
+from .pretrained import CARTOONGAN_PREPROCESSING, PLAIN, Preprocessing
 from .translate import (DEFAULT_TILE_OVERLAP, LoadedGenerator, collect_inputs, generator_images, input_root,
                         needs_single_images, prepare_image, translate_inputs)
 from .video import VIDEO_EXTENSIONS, is_video_file, translate_video
@@ -25,17 +26,18 @@ from .errors import UsageError
 class Translator:
     """One generator with its preprocessing. Call it on a PIL image, a uint8 (or
     [0, 1] float) HxWx3 NumPy array, or a float tensor in [0, 1] shaped [3, H, W]
-    or [N, 3, H, W]; the result is of the same kind and, except for CartoonGAN
-    styles (long side resized to `load_size` as published) and `max_size`, the same
-    size. `tile` (pixels) translates large images in overlapping tiles."""
+    or [N, 3, H, W]; the result is of the same kind and, except where `preprocessing`
+    resizes (the CartoonGAN styles: long side 450 as published) and `max_size`, the
+    same size. `tile` (pixels) translates large images in overlapping tiles."""
 
-    def __init__(self, net: torch.nn.Module, source: str, style: bool = False, load_size: int = DEFAULT_LOAD_SIZE,
+    def __init__(self, net: torch.nn.Module, source: str, preprocessing: Preprocessing = PLAIN,
                  input_nc: int = 3, eval_mode: bool = False, device: str | torch.device | None = None,
                  tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0):
         self.device = resolve_device(device)
-        self.source, self.style, self.input_nc, self.max_size = source, style, input_nc, max_size
-        if style:
-            self._images = style_images(net, load_size, self.device, tile, tile_overlap)
+        self.source, self.preprocessing, self.input_nc, self.max_size = source, preprocessing, input_nc, max_size
+        if preprocessing.per_image:
+            self._images = style_images(net, preprocessing.load_size, self.device, tile, tile_overlap,
+                                        preprocessing.bgr)
             self.batch_size = 1
         else:
             self._images = generator_images(LoadedGenerator(net, input_nc, 3, source), self.device, eval_mode,
@@ -114,12 +116,12 @@ def load(model: str | Path, weights: str | Path | None = None, direction: str | 
     key = str(model).lower()
     if key in MODELS and not Path(model).exists():
         g = load_pretrained(key, weights, progress=progress)
-        return Translator(g.net, key, style=MODELS[key].family == "cartoongan", input_nc=g.input_nc,
-                          eval_mode=eval_mode, **sizes)
+        return Translator(g.net, key, MODELS[key].preprocessing, input_nc=g.input_nc, eval_mode=eval_mode, **sizes)
     path = Path(model)
     if path.is_dir() and any(path.glob("*.npy")):
         from .nets.cartoongan import CartoonGANGenerator, load_published_weights
-        return Translator(load_published_weights(CartoonGANGenerator(), path).eval(), str(path), style=True, **sizes)
+        return Translator(load_published_weights(CartoonGANGenerator(), path).eval(), str(path),
+                          CARTOONGAN_PREPROCESSING, **sizes)
     if path.is_file():
         g = load_generator(checkpoint=path, direction=direction)
     elif (Path(checkpoints_dir) / str(model)).is_dir():

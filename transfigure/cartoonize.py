@@ -93,37 +93,39 @@ def style_size(size: tuple[int, int], load_size: int) -> tuple[int, int]:
 
 @torch.inference_mode()
 def cartoonize_image(net: torch.nn.Module, image: Image.Image, load_size: int = DEFAULT_LOAD_SIZE, tile: int = 0,
-                     tile_overlap: int = DEFAULT_TILE_OVERLAP) -> Image.Image:
+                     tile_overlap: int = DEFAULT_TILE_OVERLAP, bgr: bool = True) -> Image.Image:
     """One RGB image -> its cartoon (RGB), at `style_size(image.size, load_size)`, on the
-    net's device; in overlapping tiles of `tile` pixels when larger (see `nets.tiling`)."""
+    net's device (which takes BGR unless `bgr` is False); in overlapping tiles of `tile`
+    pixels when larger (see `nets.tiling`)."""
     image = image.convert("RGB")
     size = style_size(image.size, load_size)
     if size != image.size:
         image = image.resize(size, Image.BICUBIC)
-    bgr = image_to_tensor(image)[[2, 1, 0]].unsqueeze(0)  # RGB -> BGR, [-1, 1]
+    order = [2, 1, 0] if bgr else [0, 1, 2]
+    x = image_to_tensor(image)[order].unsqueeze(0)  # [-1, 1], in the net's channel order
     # channels_last: ~15% faster convolutions on CPU; the network itself is size-agnostic.
-    x = bgr.contiguous(memory_format=torch.channels_last)
-    y = run_tiled(net, x, tile, tile_overlap)[0, [2, 1, 0]].float()  # any size: padded to a multiple of 4, cropped
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = run_tiled(net, x, tile, tile_overlap)[0, order].float()  # any size: run as it is, cropped
     # tensor_to_image maps [-1, 1] to round((y + 1) * 127.5) = the reference's (y * 0.5 + 0.5) * 255.
     return tensor_to_image(y)
 
 
 def style_images(net: torch.nn.Module, load_size: int = DEFAULT_LOAD_SIZE, device: torch.device | str = "cpu",
-                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> ImagesFunction:
+                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, bgr: bool = True) -> ImagesFunction:
     """PIL images -> their cartoons, one by one (the published preprocessing resizes each)."""
     check_tiling(tile, tile_overlap)
     net = net.to(device, memory_format=torch.channels_last).eval()
-    return lambda images: [cartoonize_image(net, image, load_size, tile, tile_overlap) for image in images]
+    return lambda images: [cartoonize_image(net, image, load_size, tile, tile_overlap, bgr) for image in images]
 
 
 def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str | Path,
                      load_size: int = DEFAULT_LOAD_SIZE, device: torch.device | str = "cpu",
                      overwrite: bool = False, progress: bool = True, tile: int = 0,
                      tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0,
-                     root: Path | None = None) -> TranslateSummary:
+                     root: Path | None = None, bgr: bool = True) -> TranslateSummary:
     """Cartoonize each image or video into `output_dir` (names as `translate`). Existing
     outputs are kept unless `overwrite`; an input file is never written to."""
-    return translate_inputs(style_images(net, load_size, device, tile, tile_overlap), inputs, output_dir,
+    return translate_inputs(style_images(net, load_size, device, tile, tile_overlap, bgr), inputs, output_dir,
                             overwrite=overwrite, progress=progress, max_size=max_size, root=root)
 
 

@@ -63,7 +63,7 @@ def _add_model_source(p) -> None:
 
 
 def _generator_from_args(args, architecture: dict | None = None):
-    """(LoadedGenerator, whether it is a published CartoonGAN style) for --name,
+    """(LoadedGenerator, the input it expects: `pretrained.Preprocessing`) for --name,
     --checkpoint or --pretrained [--weights]."""
     from .translate import load_generator
 
@@ -72,9 +72,10 @@ def _generator_from_args(args, architecture: dict | None = None):
     if args.pretrained:
         from .pretrained import get_model, load_pretrained
         return (load_pretrained(args.pretrained, args.weights, progress=not args.no_progress),
-                get_model(args.pretrained).family == "cartoongan")
+                get_model(args.pretrained).preprocessing)
+    from .pretrained import PLAIN
     return load_generator(name=args.name, checkpoint=args.checkpoint, checkpoints_dir=args.checkpoints_dir,
-                          epoch=args.epoch, direction=args.direction, architecture=architecture), False
+                          epoch=args.epoch, direction=args.direction, architecture=architecture), PLAIN
 
 
 def _add_translate(sub) -> None:
@@ -115,12 +116,12 @@ def _cmd_translate(args) -> int:
                  tile_overlap=args.tile_overlap, max_size=args.max_size, root=input_root(args.input))
     device = resolve_device(args.device)
     architecture = {k: getattr(args, k) for k in GENERATOR_KEYS if hasattr(args, k)}
-    generator, style = _generator_from_args(args, architecture)
+    generator, preprocessing = _generator_from_args(args, architecture)
     inputs = inputs or collect_inputs(args.input, args.recursive)
-    if style:
+    if preprocessing.per_image:
         from .cartoonize import cartoonize_files
-        return report_written(cartoonize_files(generator.net, inputs, args.output, device=device, **where),
-                              args.output)
+        return report_written(cartoonize_files(generator.net, inputs, args.output, load_size=preprocessing.load_size,
+                                               device=device, bgr=preprocessing.bgr, **where), args.output)
     summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
                               compare=args.compare, eval_mode=args.eval, **where)
     return report_written(summary, args.output)
@@ -150,17 +151,18 @@ def _cmd_export(args) -> int:
 
     if Path(args.out).exists() and not args.overwrite:  # before any download
         raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
-    generator, bgr = _generator_from_args(args)  # the published styles take BGR
+    generator, preprocessing = _generator_from_args(args)
     net, input_nc = generator.net, generator.input_nc
     net = net.cpu().eval()
-    out = export_generator(net, args.out, args.format, input_nc=input_nc, bgr=bgr, overwrite=args.overwrite)
+    out = export_generator(net, args.out, args.format, input_nc=input_nc, bgr=preprocessing.bgr,
+                           overwrite=args.overwrite)
     print(f"Wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): [N, {input_nc}, H, W] images in [0, 1] in, "
           "the same shape out")
     if args.format == "onnx" and importlib.util.find_spec("onnxruntime") is None:
         print("Not checked against PyTorch: that needs onnxruntime (pip install 'transfigure[export]')")
         return 0
     sizes = ((64, 96), (70, 50))
-    diff = check_export(out, ExportWrapper(net, bgr=bgr).eval(), sizes=sizes, input_nc=input_nc)
+    diff = check_export(out, ExportWrapper(net, bgr=preprocessing.bgr).eval(), sizes=sizes, input_nc=input_nc)
     print(f"Checked at {' and '.join(f'{h}x{w}' for h, w in sizes)}: max abs difference from PyTorch {diff:.2e}")
     return 0
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .cartoonize import STYLES
+from .cartoonize import DEFAULT_LOAD_SIZE, STYLES
 from .download import DownloadError, cache_dir, download
 from .errors import UsageError
 
@@ -34,17 +34,48 @@ CARTOONGAN_LICENCE = ("converted from the CartoonGAN authors' release by mnicnc4
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """What a generator expects of its input, as data: callers follow it, never a family name.
+    `load_size` > 0 resizes each image so its long side is that (bicubic, the short side
+    truncated), which is why such models translate one image at a time."""
+    channel_order: str = "RGB"                      # the net's input and output channel order
+    load_size: int = 0                              # 0: the image's own size
+    value_range: tuple[float, float] = (-1.0, 1.0)  # what [0, 255] maps to
+    note: str = ""
+
+    @property
+    def bgr(self) -> bool:
+        return self.channel_order == "BGR"
+
+    @property
+    def per_image(self) -> bool:
+        """Whether images go through their own resize and colour order (not the plain path)."""
+        return self.bgr or self.load_size > 0
+
+
+PLAIN = Preprocessing(note="RGB in [-1, 1] at the image's own size")
+# The CartoonGAN authors' test.py: long side resized to 450, BGR, [-1, 1].
+CARTOONGAN_PREPROCESSING = Preprocessing("BGR", DEFAULT_LOAD_SIZE,
+                                         note="long side resized to 450 (bicubic), RGB -> BGR, [-1, 1]")
+
+
+@dataclass(frozen=True)
 class PublishedModel:
     name: str
-    family: str                 # cyclegan, pix2pix or cartoongan
+    family: str                 # cyclegan, pix2pix or cartoongan (for listing)
     task: str
-    path: str                   # below the host: a .pth file, or a folder of .npy files (cartoongan)
+    path: str                   # below the host: a .pth file, or a folder of .npy files
     host: str
     architecture: dict = field(default_factory=dict)
-    preprocessing: str = ""
+    preprocessing: Preprocessing = PLAIN
     licence: str = ""
     sha256: str | None = None   # checked when known
     size: int | None = None
+
+    @property
+    def tensor_folder(self) -> bool:
+        """Whether the weights are a folder of one .npy file per tensor (not one .pth file)."""
+        return not self.path.endswith(".pth")
 
     @property
     def url(self) -> str:
@@ -53,22 +84,22 @@ class PublishedModel:
 
 def _cyclegan(name: str, task: str) -> PublishedModel:
     return PublishedModel(name, "cyclegan", task, f"cyclegan/pretrained_models/{name}.pth", OFFICIAL_HOST,
-                          CYCLEGAN_ARCH, "RGB in [-1, 1] at the image's own size (the paper: 256 px); instance "
-                          "norm, no dropout", CYCLEGAN_LICENCE)
+                          CYCLEGAN_ARCH, Preprocessing(note="RGB in [-1, 1] at the image's own size (the paper: "
+                                                         "256 px); instance norm, no dropout"), CYCLEGAN_LICENCE)
 
 
 def _pix2pix(name: str, task: str) -> PublishedModel:
     return PublishedModel(f"pix2pix_{name}", "pix2pix", task, f"pix2pix/models-pytorch/{name}.pth", OFFICIAL_HOST,
-                          PIX2PIX_ARCH, "RGB in [-1, 1], 256x256 as trained (other sizes are padded to a multiple "
-                          "of 256); batch norm and dropout in training mode, as the official test script",
+                          PIX2PIX_ARCH, Preprocessing(note="RGB in [-1, 1], 256x256 as trained (other sizes are "
+                                                        "padded to a multiple of 256); batch norm and dropout in "
+                                                        "training mode, as the official test script"),
                           CYCLEGAN_LICENCE)
 
 
 def _cartoongan(style: str) -> PublishedModel:
     return PublishedModel(style, "cartoongan", f"photo -> {style.capitalize()} cartoon",
                           f"style_transfer/cartoongan/pretrained_weights/{style}", CARTOONGAN_HOST,
-                          {"netG": "cartoongan"}, "long side resized to 450 (bicubic), RGB -> BGR, [-1, 1]",
-                          CARTOONGAN_LICENCE)
+                          {"netG": "cartoongan"}, CARTOONGAN_PREPROCESSING, CARTOONGAN_LICENCE)
 
 
 MODELS: dict[str, PublishedModel] = {m.name: m for m in [
@@ -108,7 +139,7 @@ def cached_path(model: PublishedModel) -> Path:
 def fetch(model: PublishedModel, progress: bool = True) -> Path:
     """The model's weights file in the cache, downloaded when missing (cartoongan
     styles: their folder of tensors, through `cartoonize.fetch_style`)."""
-    if model.family == "cartoongan":
+    if model.tensor_folder:
         from .cartoonize import fetch_style
         base = os.environ.get(MIRROR_ENV)
         return fetch_style(model.name, base_url=f"{base.rstrip('/')}/style_transfer/cartoongan/pretrained_weights"
@@ -126,11 +157,11 @@ def fetch(model: PublishedModel, progress: bool = True) -> Path:
 
 def load_pretrained(name: str, weights: str | os.PathLike | None = None, progress: bool = True):
     """A LoadedGenerator for a published model: from `weights` if given, else the cache/download.
-    A CartoonGAN style's net expects the style's own preprocessing (`cartoonize.style_images`)."""
+    Its net expects `get_model(name).preprocessing`."""
     from .translate import LoadedGenerator, load_generator
 
     model = get_model(name)
-    if model.family == "cartoongan":
+    if model.tensor_folder:  # the CartoonGAN styles' layout
         from .cartoonize import load_style
         return LoadedGenerator(load_style(model.name, weights=weights, progress=progress), 3, 3, model.name)
     if weights:
@@ -151,6 +182,7 @@ def format_models() -> str:
         arch = ", ".join(f"{k} {v}" for k, v in m.architecture.items() if k in ("netG", "norm"))
         lines.append(f"{m.name:<28} {m.family:<10} {m.task:<46} {arch}")
         lines.append(f"{'':<28} source: {m.url}")
+        lines.append(f"{'':<28} input: {m.preprocessing.note}")
         lines.append(f"{'':<28} licence: {m.licence}")
     lines.append(f"{len(MODELS)} models. Weights are cached in {cache_dir() / 'pretrained'}; "
                  f"${MIRROR_ENV} replaces the hosts.")
