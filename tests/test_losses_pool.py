@@ -68,3 +68,27 @@ def test_pool_state_round_trip_continues_identically():
     for i in range(6, 20):
         x = torch.full((1, 1, 2, 2), float(i))
         assert torch.equal(a.query(x), b.query(x))
+
+
+def test_discriminator_loss_written_once_for_every_method():
+    """real is real, fake and each extra fake are fake, times the scale; WGAN-GP adds its
+    penalty on real/fake interpolates."""
+    from torch import nn
+    import torch.nn.functional as F
+
+    from transfigure.losses import GANLoss, discriminator_loss
+
+    torch.manual_seed(0)
+    D = nn.Conv2d(3, 1, 3)
+    real, fake, extra = (torch.rand(2, 3, 8, 8) for _ in range(3))
+    got = discriminator_loss(GANLoss("lsgan"), D, real, fake, scale=0.5, extra_fakes=(extra,))
+    d = lambda x: D(x)  # noqa: E731
+    expected = 0.5 * (F.mse_loss(d(real), torch.ones(2, 1, 6, 6)) + F.mse_loss(d(fake), torch.zeros(2, 1, 6, 6))
+                      + F.mse_loss(d(extra), torch.zeros(2, 1, 6, 6)))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    fake.requires_grad_(True)
+    discriminator_loss(GANLoss("lsgan"), D, real, fake).backward()
+    assert fake.grad is None  # the generator's output is detached: D's loss never trains G
+    critic = -d(real).mean() + d(fake).mean()
+    with_penalty = discriminator_loss(GANLoss("wgangp"), D, real, fake, scale=1.0, lambda_gp=10.0)
+    assert with_penalty.item() > critic.item()  # the penalty is >= 0 and here > 0

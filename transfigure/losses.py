@@ -47,3 +47,18 @@ def gradient_penalty(netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, we
                                  create_graph=True, retain_graph=True)
     grads = grads.reshape(grads.shape[0], -1)
     return weight * ((grads.norm(2, dim=1) - constant) ** 2).mean()
+
+
+def discriminator_loss(gan_loss: GANLoss, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                       scale: float = 0.5, extra_fakes: tuple = (), lambda_gp: float = 10.0) -> torch.Tensor:
+    """What every method's discriminator learns: `real` is real; `fake` (detached here) and
+    each of `extra_fakes` (CartoonGAN's edge-smoothed cartoons) are fake; the sum times
+    `scale` (the official code halves it; CartoonGAN does not). With WGAN-GP, the gradient
+    penalty on real/fake interpolates is added."""
+    loss = gan_loss(netD(real), True) + gan_loss(netD(fake.detach()), False)
+    for other in extra_fakes:
+        loss = loss + gan_loss(netD(other), False)
+    loss = scale * loss
+    if gan_loss.gan_mode == "wgangp":
+        loss = loss + gradient_penalty(netD, real, fake, weight=lambda_gp)
+    return loss

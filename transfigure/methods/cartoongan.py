@@ -19,7 +19,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..config import Options
-from ..losses import GANLoss, gradient_penalty
+from ..losses import GANLoss, discriminator_loss
 from ..nets import define_D, run_padded
 from ..nets.spec import GeneratorSpec
 from ..nets.features import build_feature_extractor
@@ -69,10 +69,8 @@ class CartoonGAN(OneGeneratorOneDiscriminator):
         smooth = batch["B_smooth"].to(self.device, non_blocking=True)
         set_requires_grad([D], True)
         optimizers["D"].zero_grad(set_to_none=True)
-        loss_D = (self.gan_loss(D(cartoon), True) + self.gan_loss(D(smooth), False)
-                  + self.gan_loss(D(fake.detach()), False))
-        if o.gan_mode == "wgangp":
-            loss_D = loss_D + gradient_penalty(D, cartoon, fake, weight=o.lambda_gp)
+        loss_D = discriminator_loss(self.gan_loss, D, cartoon, fake, scale=1.0, extra_fakes=(smooth,),
+                                    lambda_gp=o.lambda_gp)
         loss_D.backward()
         optimizers["D"].step()
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..config import ConfigError, Options
 from .common import check_training_size, set_requires_grad
 from ..image_pool import ImagePool
-from ..losses import GANLoss, gradient_penalty
+from ..losses import GANLoss, discriminator_loss
 from ..nets import define_D, run_padded
 from ..nets.spec import GeneratorSpec
 from ..nets.features import build_feature_extractor
@@ -66,14 +66,6 @@ class CycleGAN:
     def translator(self, direction: str) -> nn.Module:
         return self.nets["G_A" if direction == "AtoB" else "G_B"]
 
-    def _discriminator_loss(self, netD, real, fake, smoothed=None):
-        loss = 0.5 * (self.gan_loss(netD(real), True) + self.gan_loss(netD(fake.detach()), False))
-        if smoothed is not None:  # --edge_smoothing: blurred-edge real images are fakes too
-            loss = loss + 0.5 * self.gan_loss(netD(smoothed), False)
-        if self.opt.gan_mode == "wgangp":
-            loss = loss + gradient_penalty(netD, real, fake, weight=self.opt.lambda_gp)
-        return loss
-
     def train_step(self, batch: dict, optimizers: dict) -> dict[str, float]:
         o, n = self.opt, self.nets
         real_A = batch["A"].to(self.device, non_blocking=True)
@@ -115,8 +107,12 @@ class CycleGAN:
             set_requires_grad([n["D_A"], n["D_B"]], True)
             optimizers["D"].zero_grad(set_to_none=True)
             smoothed = batch["B_smooth"].to(self.device, non_blocking=True) if o.edge_smoothing else None
-            losses["D_A"] = self._discriminator_loss(n["D_A"], real_B, self.pool_A.query(fake_B), smoothed)
-            losses["D_B"] = self._discriminator_loss(n["D_B"], real_A, self.pool_B.query(fake_A))
+            # --edge_smoothing: blurred-edge real images are fakes too
+            losses["D_A"] = discriminator_loss(self.gan_loss, n["D_A"], real_B, self.pool_A.query(fake_B),
+                                               extra_fakes=(smoothed,) if smoothed is not None else (),
+                                               lambda_gp=o.lambda_gp)
+            losses["D_B"] = discriminator_loss(self.gan_loss, n["D_B"], real_A, self.pool_B.query(fake_A),
+                                               lambda_gp=o.lambda_gp)
             (losses["D_A"] + losses["D_B"]).backward()
             optimizers["D"].step()
         return {k: float(v.detach()) for k, v in losses.items()}

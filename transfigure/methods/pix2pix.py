@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..config import Options
 from ..data.color import network_lab_to_rgb, rgb_to_network_lab
-from ..losses import GANLoss, gradient_penalty
+from ..losses import GANLoss, discriminator_loss
 from ..nets import define_D, run_padded
 from ..nets.spec import GeneratorSpec
 from .common import OneGeneratorOneDiscriminator, check_training_size, set_requires_grad
@@ -44,9 +44,7 @@ class Pix2Pix(OneGeneratorOneDiscriminator):
 
         set_requires_grad([D], True)
         optimizers["D"].zero_grad(set_to_none=True)
-        loss_D = 0.5 * (self.gan_loss(D(fake_AB.detach()), False) + self.gan_loss(D(real_AB), True))
-        if o.gan_mode == "wgangp":
-            loss_D = loss_D + gradient_penalty(D, real_AB, fake_AB, weight=o.lambda_gp)
+        loss_D = discriminator_loss(self.gan_loss, D, real_AB, fake_AB, lambda_gp=o.lambda_gp)
         loss_D.backward()
         optimizers["D"].step()
 
