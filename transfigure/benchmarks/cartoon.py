@@ -53,6 +53,7 @@ from ..evaluate.fid import FolderFeatures, distances
 from ..evaluate.synthetic_features import VERSION as FEATURE_VERSION, feature_network, train_feature_net
 from ..nets import run_padded, scene_content
 from ..nets.features import RANDOM_WEIGHTS, FeatureWeightsError, build_feature_extractor
+from ..nets.spec import GeneratorSpec
 from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, cached_scores, close_invocation, format_duration, log, mean_spread, open_folder,
@@ -192,11 +193,11 @@ def untrained_rows(all_methods: list[Method], weights: dict, seeds: list[int], o
     from ..methods import create_method
     from ..train import seed_everything
 
-    groups: dict[tuple, list[Method]] = {}
+    groups: dict[GeneratorSpec, list[Method]] = {}
     for m in all_methods:
         opt = run_options(SHARED, _with_content_net(m.options, weights), m.key, 0, out, size, iterations, overrides,
                           n_train=n_train)
-        groups.setdefault((opt.netG, opt.norm, opt.activation, opt.activation_slope, opt.ngf), []).append(m)
+        groups.setdefault(GeneratorSpec.from_options(opt), []).append(m)  # the same net, the same start
     rows = []
     for members in groups.values():
         first = members[0]
