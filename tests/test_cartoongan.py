@@ -9,6 +9,7 @@ from transfigure.config import make_options
 from transfigure.losses import GANLoss
 from transfigure.methods import create_method
 from transfigure.nets.features import FeatureWeightsError
+from method_steps import train_step
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,13 @@ def test_initialization_phase_trains_content_only(content_weights):
     opts = optimizers(method)
     method.set_epoch(1)
     before = copy.deepcopy(method.nets)
-    losses = method.train_step(batch(), opts)
+    losses = train_step(method, batch(), opts)
     assert set(losses) == {"content"}
     assert changed(before["G"], method.nets["G"]) and not changed(before["D"], method.nets["D"])
 
     method.set_epoch(2)  # after init_epochs: adversarial training, the discriminator learns too
     before = copy.deepcopy(method.nets)
-    losses = method.train_step(batch(), opts)
+    losses = train_step(method, batch(), opts)
     assert set(losses) == {"G_adv", "content", "D"}
     assert changed(before["D"], method.nets["D"]) and changed(before["G"], method.nets["G"])
 
@@ -81,7 +82,7 @@ def test_initialization_loss_is_l1_of_content_features_times_lambda(content_weig
             recorded["grads"] = [p.grad.clone() for p in self.param_groups[0]["params"]]
 
     opts = {"G": Recorder(method.nets["G"].parameters(), lr=0.0), "D": torch.optim.SGD(method.nets["D"].parameters())}
-    losses = method.train_step({**batch(), "A": photo}, opts)
+    losses = train_step(method, {**batch(), "A": photo}, opts)
     assert losses["content"] == pytest.approx(expected.item(), rel=1e-5)
     scale = max(g.abs().max().item() for g in grads)
     for r, e in zip(recorded["grads"], grads):  # biases before a norm get only float noise: an absolute margin
@@ -94,7 +95,7 @@ def test_edge_smoothed_cartoons_count_as_fake(content_weights):
     b = batch()
     D = copy.deepcopy(method.nets["D"])
     G = copy.deepcopy(method.nets["G"])
-    losses = method.train_step(b, optimizers(method))
+    losses = train_step(method, b, optimizers(method))
     gan = GANLoss("lsgan")
     with torch.no_grad():
         expected = gan(D(b["B"]), True) + gan(D(b["B_smooth"]), False) + gan(D(G(b["A"])), False)
@@ -125,14 +126,14 @@ def test_cyclegan_with_init_phase_and_edge_smoothing(content_weights):
     opts = optimizers(method)
     method.set_epoch(1)
     before = copy.deepcopy(method.nets)
-    losses = method.train_step(batch(), opts)
+    losses = train_step(method, batch(), opts)
     assert set(losses) == {"content_A", "content_B"}
     assert not changed(before["D_A"], method.nets["D_A"]) and changed(before["G_A"], method.nets["G_A"])
 
     method.set_epoch(2)
     b = batch()
     D_A, G_A = copy.deepcopy(method.nets["D_A"]), copy.deepcopy(method.nets["G_A"])
-    losses = method.train_step(b, opts)
+    losses = train_step(method, b, opts)
     gan = GANLoss("lsgan")
     with torch.no_grad():  # the B-domain discriminator also sees edge-smoothed B images as fake
         expected = 0.5 * (gan(D_A(b["B"]), True) + gan(D_A(G_A(b["A"])), False) + gan(D_A(b["B_smooth"]), False))

@@ -14,6 +14,7 @@ from transfigure.losses import GANLoss
 from transfigure.methods import create_method
 from transfigure.nets.features import RANDOM_WEIGHTS, FeatureExtractor, FeatureWeightsError, build_feature_extractor
 from transfigure.translate import LoadedGenerator, translate_files
+from method_steps import train_step
 
 SMALL = dict(netG="resnet_1blocks", ngf=4, ndf=4, pool_size=0, lambda_identity=0.0)
 
@@ -37,7 +38,7 @@ class RecordingOptimizer:
 def one_step(method, batch):
     optimizers = {k: RecordingOptimizer(torch.optim.Adam(p, lr=2e-4)) for k, p in method.param_groups().items()}
     before = copy.deepcopy(method.nets)
-    losses = method.train_step(batch, optimizers)
+    losses = train_step(method, batch, optimizers)
     return before, optimizers, losses
 
 
@@ -262,7 +263,7 @@ def test_colorization_model_trains_and_translates_rgb(tmp_path):
     assert method.nets["G"].model.model[0].in_channels == 1
     rgb = torch.rand(1, 3, 32, 32) * 2 - 1
     L, ab = rgb_to_network_lab(rgb)
-    losses = method.train_step({"A": L, "B": ab}, {k: torch.optim.Adam(p) for k, p in method.param_groups().items()})
+    losses = train_step(method, {"A": L, "B": ab}, {k: torch.optim.Adam(p) for k, p in method.param_groups().items()})
     assert set(losses) == {"G_GAN", "G_L1", "D"}
     out = method.translator("AtoB").eval()(rgb)
     assert out.shape == rgb.shape
@@ -274,11 +275,14 @@ def test_variant_errors_name_the_options():
     with pytest.raises(ConfigError, match="lambda_pixel"):
         create_method(make_options({**SMALL, "lambda_pixel": 1.0, "output_nc": 1}), torch.device("cpu"))
     with pytest.raises(ConfigError, match="--input_nc 1 --output_nc 2"):
-        make_options({"model": "colorization", "output_nc": 3})
-    method = create_method(make_options({**SMALL, "lambda_GAN": 0.0, "lambda_A": 0.0, "lambda_B": 0.0}),
-                           torch.device("cpu"))
-    with pytest.raises(ConfigError, match="every loss weight is 0"):
-        one_step(method, {"A": torch.zeros(1, 3, 32, 32), "B": torch.zeros(1, 3, 32, 32)})
+        create_method(make_options({"model": "colorization", "output_nc": 3}), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="--init_epochs"):
+        create_method(make_options({"model": "colorization", "init_epochs": 1}), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="only for --model colorization"):
+        create_method(make_options({**SMALL, "output_nc": 2, "lambda_identity": 0.0}), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="every loss weight is 0"):  # before any data is loaded
+        create_method(make_options({**SMALL, "lambda_GAN": 0.0, "lambda_A": 0.0, "lambda_B": 0.0}),
+                      torch.device("cpu"))
 
 
 def test_crop_too_small_for_the_discriminator_is_named():

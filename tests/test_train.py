@@ -5,6 +5,7 @@ import torch
 
 from transfigure import checkpoint as ckpt
 from transfigure.config import make_options
+from transfigure.methods import Method
 from transfigure.train import Trainer, train
 
 
@@ -93,15 +94,14 @@ def test_crash_mid_save_leaves_last_checkpoint_loadable(tiny_dataset, tmp_path, 
 
 def test_ctrl_c_saves_and_resumes(tiny_dataset, tmp_path):
     trainer = Trainer(tiny_options(tiny_dataset, tmp_path), progress=False)
-    step = trainer.method.train_step
+    step = trainer.method.losses
 
-    def step_then_interrupt(batch, optimizers):
-        losses = step(batch, optimizers)
+    def step_then_interrupt(batch):
+        yield from step(batch)
         if trainer.total_steps == 2:  # the third step is under way
             signal.raise_signal(signal.SIGINT)
-        return losses
 
-    trainer.method.train_step = step_then_interrupt
+    trainer.method.losses = step_then_interrupt
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when run in the background
     result = trainer.run()
     assert result.status == "interrupted" and result.total_steps == 3
@@ -134,13 +134,13 @@ def test_other_gan_objectives_train(tiny_dataset, tmp_path, gan_mode):
 def test_linear_schedule_decays_to_zero(tiny_dataset, tmp_path):
     trainer = Trainer(tiny_options(tiny_dataset, tmp_path, n_epochs=1, n_epochs_decay=2, max_dataset_size=1),
                       progress=False)
-    step, lrs = trainer.method.train_step, []
+    step, lrs = trainer.method.losses, []
 
-    def recording_step(batch, optimizers):
-        lrs.append(optimizers["G"].param_groups[0]["lr"])
-        return step(batch, optimizers)
+    def recording_step(batch):
+        lrs.append(trainer.optimizers["G"].param_groups[0]["lr"])
+        return step(batch)
 
-    trainer.method.train_step = recording_step
+    trainer.method.losses = recording_step
     trainer.run()
     # Official rule: constant for n_epochs, then lr * (1 - k / (n_epochs_decay + 1)) in decay epoch k.
     assert lrs == pytest.approx([2e-4, 2e-4 * 2 / 3, 2e-4 * 1 / 3])
@@ -188,3 +188,49 @@ def test_the_result_says_what_happened_and_how_to_go_on(tiny_dataset, tmp_path, 
             "--num_threads", "0", "--max_iters", "1", "--no_progress"]
     assert main(argv) == 0
     assert "(paused). Resume with: transfigure train --name cli" in capsys.readouterr().out
+
+
+class NegatingMethod(Method):
+    """A toy method written only here: one 1x1 conv learns to negate its input; one
+    optimizer, no discriminator. Registered in a test, never named in train.py."""
+    defaults = {"lr": 0.05}
+
+    def __init__(self, opt, device):
+        super().__init__(opt, device)
+        self.nets = torch.nn.ModuleDict({"G": torch.nn.Conv2d(3, 3, 1)}).to(device)
+        self.epochs_seen = []
+
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.epochs_seen.append(epoch)
+
+    def param_groups(self):
+        return {"G": list(self.nets["G"].parameters())}
+
+    def step_losses(self, batch):
+        a = batch["A"].to(self.device)
+        yield "G", {"negation": torch.nn.functional.l1_loss(self.nets["G"](a), -a)}
+
+    @torch.no_grad()
+    def visuals(self, batch):
+        a = batch["A"].to(self.device)
+        return {"input": a, "negated": self.nets["G"](a)}
+
+
+def test_a_method_defined_outside_the_package_trains_through_the_loop(tiny_dataset, tmp_path, monkeypatch):
+    from transfigure.methods import METHODS
+    from transfigure.runlog import read_loss_log
+
+    monkeypatch.setitem(METHODS, "negate", NegatingMethod)
+    opt = tiny_options(tiny_dataset, tmp_path, model="negate", n_epochs=2, n_epochs_decay=1)
+    assert opt.lr == 0.05  # the method's own defaults apply
+    trainer = Trainer(opt, progress=False)
+    assert set(trainer.optimizers) == {"G"}
+    result = trainer.run()
+    assert result.status == "finished" and result.total_steps == 3 * len(trainer.dataset)
+    assert trainer.method.epochs_seen == [1, 2, 3]
+    losses = [r["negation"] for r in read_loss_log(tmp_path / "run")]
+    assert len(losses) == result.total_steps and losses[-1] < 0.25 * losses[0]  # the loop did the steps
+    saved = torch.load(tmp_path / "run" / "latest_net_G.pth", weights_only=True)
+    assert torch.equal(saved["weight"], trainer.method.nets["G"].weight)
+    assert (tmp_path / "run" / "samples" / "epoch_003.png").is_file()

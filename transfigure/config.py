@@ -35,7 +35,7 @@ class Options:
     model: str = opt("cycle_gan", "method to train: cycle_gan (unpaired), pix2pix (aligned pairs), colorization "
                      "(pix2pix from L to ab in Lab); pix2pix and colorization change other defaults as the "
                      "official code does; cartoongan: CartoonGAN (photos in trainA, cartoons in trainB)",
-                     choices=["cycle_gan", "pix2pix", "colorization", "cartoongan"], group="run")
+                     group="run")  # checked against the registry, methods.METHODS
     checkpoints_dir: str = opt("checkpoints", "where runs are stored", group="run")
     seed: int = opt(0, "random seed for weights, data order and augmentation", group="run")
     deterministic: bool = opt(False, "use deterministic algorithms (bit-identical resume on CPU)", group="run")
@@ -151,20 +151,6 @@ def resolve_preset_path(name_or_path: str) -> Path:
                       f"(built-in presets: {available})")
 
 
-# What the official code's modify_commandline_options changes per model.
-_PIX2PIX_DEFAULTS = {"norm": "batch", "netG": "unet_256", "dataset_mode": "aligned", "gan_mode": "vanilla",
-                     "pool_size": 0, "no_dropout": False, "lambda_identity": 0.0}
-_CARTOONGAN_DEFAULTS = {"netG": "cartoongan", "netD": "cartoongan", "norm": "batch", "gan_mode": "vanilla",
-                        "ndf": 32, "pool_size": 0, "lambda_identity": 0.0, "init_epochs": 10,
-                        "dataset_mode": "unaligned"}
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cartoongan": _CARTOONGAN_DEFAULTS,
-    "cycle_gan": {},
-    "pix2pix": _PIX2PIX_DEFAULTS,
-    "colorization": {**_PIX2PIX_DEFAULTS, "dataset_mode": "colorization", "input_nc": 1, "output_nc": 2},
-}
-
-
 class ConfigError(UsageError):
     """A bad option value or preset; the message names the option."""
 
@@ -209,8 +195,9 @@ def make_options(overrides: dict[str, Any] | None = None, preset: str | None = N
     if preset:
         values.update(load_preset(preset))
     values.update(overrides)
-    model = _coerce("model", values.get("model", OPTION_FIELDS["model"].default))
-    values = {**MODEL_DEFAULTS[model], **values}
+    from .methods import method_class  # methods import this module
+    method = method_class(str(values.get("model", OPTION_FIELDS["model"].default)))
+    values = {**method.defaults, **values}
     unknown = sorted(set(values) - set(OPTION_FIELDS))
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
@@ -235,10 +222,6 @@ def validate(o: Options) -> None:
     if o.pool_size < 0 or o.num_threads < 0 or o.max_dataset_size < 0 or o.max_iters < 0 or o.init_epochs < 0:
         raise ConfigError("--pool_size, --num_threads, --max_dataset_size, --max_iters and --init_epochs cannot be "
                           "negative")
-    if (o.input_nc, o.output_nc) != (1, 2) and o.model == "colorization":
-        raise ConfigError("--model colorization maps L to ab: it needs --input_nc 1 --output_nc 2")
-    if 2 in (o.input_nc, o.output_nc) and o.model != "colorization":
-        raise ConfigError("--input_nc/--output_nc 2 (the ab channels of Lab) is only for --model colorization")
     if o.epoch != "latest" and not o.epoch.isdigit():
         raise ConfigError(f"--epoch must be 'latest' or an epoch number, got {o.epoch!r}")
 

@@ -22,7 +22,8 @@ from .methods import create_method
 from .nets import run_padded
 from .train import TrainResult, seed_everything, train
 from .translate import LoadedGenerator, load_generator, translate_files
-from .visuals import plot_losses, read_loss_log, save_visuals_grid
+from .runlog import read_loss_log
+from .visuals import plot_losses, save_visuals_grid
 
 GRID_ROWS = 8
 
@@ -129,7 +130,7 @@ def run_demo(dataroot: str = "datasets/demo_labels2photo", name: str = "demo", c
     scores["identity mapping (floor)"] = score_label_folders(data / "testB", data / "testA", colors)
 
     grids = _write_grids(g_a, g_b, labels, photos, out)
-    plot_losses(read_loss_log(run / "loss_log.jsonl"), out / "losses.png", title="CycleGAN demo losses")
+    plot_losses(read_loss_log(run), out / "losses.png", title="CycleGAN demo losses")
     metrics = {"photo2label": scores, "iterations": result.total_steps, "train_seconds": result.elapsed_s,
                "classes": names}
     ckpt.atomic_write_text(json.dumps(metrics, indent=2, default=float), out / "metrics.json")

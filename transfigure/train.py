@@ -1,9 +1,9 @@
-"""The one generic training loop: optimizers, schedules, devices, checkpoints,
-logging and resume. It knows nothing of a method's losses: it hands batches
-to `method.train_step` and records what comes back."""
+"""The one generic training loop: optimizers, backward passes, schedules,
+devices, checkpoints, logging and resume. It knows nothing of a method's
+losses: `optimize` takes the losses `method.losses` yields for each optimizer,
+does the backward pass and the step, and the loop records what came back."""
 from __future__ import annotations
 
-import json
 import signal
 import time
 import warnings
@@ -19,8 +19,8 @@ from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
 from .devices import resolve_device
-from .methods import create_method
-from .visuals import save_visuals_grid, visuals_grid, write_run_page
+from .methods import Method, create_method
+from .runlog import RunLog
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -72,6 +72,19 @@ def _worker_init(worker_id: int) -> None:
     """Data workers share the terminal's process group: let only the main
     process react to Ctrl-C, so it can finish the iteration and save."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def optimize(method: Method, batch: dict, optimizers: dict) -> dict[str, dict[str, float]]:
+    """One training iteration: for each phase of `method.losses`, the backward pass of
+    the sum of its losses and the step of its optimizer. Returns each optimizer's losses."""
+    losses = {}
+    for name, phase in method.losses(batch):
+        optimizer = optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        sum(phase.values()).backward()
+        optimizer.step()
+        losses[name] = {k: float(v.detach()) for k, v in phase.items()}
+    return losses
 
 
 @dataclass
@@ -127,11 +140,11 @@ class Trainer:
         seed_everything(opt.seed, opt.deterministic)
 
         resume_state = self._resume_state()
+        self.method = create_method(opt, self.device)  # first: it refuses options it cannot train
         self.dataset = create_dataset(opt, "train")
         skipped = getattr(self.dataset, "skipped_files", [])
         if skipped:
             print(f"Skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
-        self.method = create_method(opt, self.device)
         self.sample_batch = self._sample_batch()
         self.optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
                            for name, params in self.method.param_groups().items()}
@@ -143,9 +156,8 @@ class Trainer:
             self._restore(resume_state)
         self.dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_options(opt, self.dir)
-        self.log_path = self.dir / "loss_log.jsonl"
-        self._trim_log()
-        self.tensorboard = _tensorboard_writer(self.dir / "tensorboard")
+        self.log = RunLog(self.dir, opt.name, opt.print_freq)
+        self.log.trim(self.total_steps)
 
     # --- state -------------------------------------------------------------
     def _resume_state(self) -> dict | None:
@@ -188,17 +200,8 @@ class Trainer:
 
     def save(self, label: str | int = "latest") -> None:
         ckpt.atomic_torch_save(self.state(), ckpt.state_path(self.dir, label))
-        for name in self.method.generator_names:
+        for name in self.method.generators:
             ckpt.save_generator(self.method.nets[name].state_dict(), self.dir / f"{label}_net_{name}")
-
-    def _trim_log(self) -> None:
-        """Drop log lines written after the checkpoint we resume from."""
-        if not self.log_path.exists():
-            return
-        lines = self.log_path.read_text().splitlines()
-        kept = [l for l in lines if l.strip() and json.loads(l)["total_steps"] <= self.total_steps]
-        if len(kept) != len(lines):
-            ckpt.atomic_write_text("".join(l + "\n" for l in kept), self.log_path)
 
     def _step_schedulers(self, metric: float | None) -> None:
         # An optimizer idle for a whole epoch (a discriminator during an initialization phase)
@@ -234,88 +237,73 @@ class Trainer:
         for net in self.method.nets.values():
             net.eval()
         visuals = self.method.visuals(self.sample_batch)
-        save_visuals_grid(visuals, self.dir / "samples" / f"{label}.png")
         for net in self.method.nets.values():
             net.train()
-        write_run_page(self.dir, self.opt.name)
-        if self.tensorboard is not None:
-            self.tensorboard.add_image("samples", (visuals_grid(visuals) + 1) / 2, self.total_steps)
+        self.log.samples(visuals, label, self.total_steps)
 
     def run(self) -> TrainResult:
-        o = self.opt
-        last_epoch = o.n_epochs + o.n_epochs_decay
         status = "finished"
-        with _StopRequest() as stop, open(self.log_path, "a") as log:
-            while self.epoch <= last_epoch:
-                if hasattr(self.method, "set_epoch"):  # e.g. CartoonGAN's initialization phase
-                    self.method.set_epoch(self.epoch)
-                loader = self._loader()
-                g_losses, window = [], []
-                bar = tqdm(loader, total=len(loader), disable=not self.progress, leave=False, mininterval=0.5,
-                           desc=f"epoch {self.epoch}/{last_epoch}", unit="it", dynamic_ncols=True)
-                for batch in bar:
-                    started = time.perf_counter()
-                    losses = self.method.train_step(batch, self.optimizers)
-                    self.elapsed_s += time.perf_counter() - started
-                    if not all(np.isfinite(v) for v in losses.values()):
-                        raise FloatingPointError(
-                            f"non-finite loss at iteration {self.total_steps + 1}: {losses}. The last good "
-                            f"checkpoint is {ckpt.state_path(self.dir)}; try a lower --lr.")
-                    self.epoch_step += 1
-                    self.total_steps += 1
-                    g_losses.append(sum(v for k, v in losses.items() if not k.startswith("D")))
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-                    window.append(losses)
-                    if self.total_steps % o.print_freq == 0:
-                        # Mean over the logging window: single-iteration GAN losses are too noisy to read.
-                        means = {k: float(np.mean([w[k] for w in window])) for k in losses}
-                        log.write(json.dumps({"epoch": self.epoch, "step": self.epoch_step,
-                                              "total_steps": self.total_steps,
-                                              "time": round(self.elapsed_s, 3), **means}) + "\n")
-                        log.flush()
-                        window.clear()
-                        if self.tensorboard is not None:
-                            for k, v in means.items():
-                                self.tensorboard.add_scalar(f"loss/{k}", v, self.total_steps)
-                    if o.display_freq and self.total_steps % o.display_freq == 0:
-                        self._write_samples(f"iter_{self.total_steps:07d}")
-                    if self.total_steps % o.save_latest_freq == 0:
-                        self.save("latest")
-                    if o.max_iters and self.total_steps >= o.max_iters:
-                        status = "paused"
-                    elif stop.requested:
-                        status = "interrupted"
-                    if status != "finished":
-                        break
-                bar.close()
-                if status != "finished":
-                    break
-                self._step_schedulers(float(np.mean(g_losses)) if g_losses else None)
-                finished_epoch = self.epoch
-                self.epoch, self.epoch_step = self.epoch + 1, 0
-                if not o.display_freq:
-                    self._write_samples(f"epoch_{finished_epoch:03d}")
-                lr = self.optimizers[next(iter(self.optimizers))].param_groups[0]["lr"]
-                tqdm.write(f"epoch {finished_epoch}/{last_epoch} done: {self.total_steps} iterations, "
-                           f"{self.elapsed_s:.0f} s training, lr {lr:.2e}", )
-                if finished_epoch % o.save_epoch_freq == 0 or finished_epoch == last_epoch:
-                    self.save(finished_epoch)
+        with _StopRequest() as stop, self.log:
+            while status == "finished" and self.epoch <= self.last_epoch:
+                generator_losses: list[float] = []
+                status = self._run_epoch(stop, generator_losses)
+                if status == "finished":
+                    self._end_epoch(generator_losses)
+            if status != "finished":
                 self.save("latest")
-        if status != "finished":
-            self.save("latest")
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        o = self.opt
         return TrainResult(self.dir, status, self.epoch, self.total_steps, self.elapsed_s,
                            f"transfigure train --name {o.name} --checkpoints_dir {o.checkpoints_dir} --continue_train")
 
+    @property
+    def last_epoch(self) -> int:
+        return self.opt.n_epochs + self.opt.n_epochs_decay
 
-def _tensorboard_writer(folder: Path):
-    """A SummaryWriter when TensorBoard is installed (pip install 'transfigure[tensorboard]'), else None."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(folder))
+    def _run_epoch(self, stop: _StopRequest, generator_losses: list[float]) -> str:
+        """Train to the end of the epoch ("finished"), or until --max_iters ("paused")
+        or Ctrl-C ("interrupted"); the generators' summed loss of each iteration is
+        appended to `generator_losses`."""
+        o = self.opt
+        self.method.set_epoch(self.epoch)
+        loader = self._loader()
+        with tqdm(loader, total=len(loader), disable=not self.progress, leave=False, mininterval=0.5,
+                  desc=f"epoch {self.epoch}/{self.last_epoch}", unit="it", dynamic_ncols=True) as bar:
+            for batch in bar:
+                started = time.perf_counter()
+                losses = optimize(self.method, batch, self.optimizers)
+                self.elapsed_s += time.perf_counter() - started
+                flat = {k: v for phase in losses.values() for k, v in phase.items()}
+                if not all(np.isfinite(v) for v in flat.values()):
+                    raise FloatingPointError(
+                        f"non-finite loss at iteration {self.total_steps + 1}: {flat}. The last good "
+                        f"checkpoint is {ckpt.state_path(self.dir)}; try a lower --lr.")
+                self.epoch_step += 1
+                self.total_steps += 1
+                generator_losses.append(sum(losses.get(self.method.generator_optimizer, {}).values()))
+                bar.set_postfix({k: f"{v:.3f}" for k, v in flat.items()}, refresh=False)
+                self.log.losses(flat, self.epoch, self.epoch_step, self.total_steps, self.elapsed_s)
+                if o.display_freq and self.total_steps % o.display_freq == 0:
+                    self._write_samples(f"iter_{self.total_steps:07d}")
+                if self.total_steps % o.save_latest_freq == 0:
+                    self.save("latest")
+                if o.max_iters and self.total_steps >= o.max_iters:
+                    return "paused"
+                if stop.requested:
+                    return "interrupted"
+        return "finished"
+
+    def _end_epoch(self, generator_losses: list[float]) -> None:
+        self._step_schedulers(float(np.mean(generator_losses)) if generator_losses else None)
+        finished = self.epoch
+        self.epoch, self.epoch_step = self.epoch + 1, 0
+        if not self.opt.display_freq:
+            self._write_samples(f"epoch_{finished:03d}")
+        lr = self.optimizers[self.method.generator_optimizer].param_groups[0]["lr"]
+        tqdm.write(f"epoch {finished}/{self.last_epoch} done: {self.total_steps} iterations, "
+                   f"{self.elapsed_s:.0f} s training, lr {lr:.2e}")
+        if finished % self.opt.save_epoch_freq == 0 or finished == self.last_epoch:
+            self.save(finished)
+        self.save("latest")
 
 
 def train(opt: Options, progress: bool = True) -> TrainResult:

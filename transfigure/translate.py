@@ -15,7 +15,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import Options, make_options
 from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image, tensor_to_image, visible_files
-from .methods.pix2pix import ColorizationNet
+from .methods import method_class, method_of
 from .nets import load_official_state_dict
 from .nets.spec import OPTION_KEYS, GeneratorSpec
 from .nets.tiling import check_tiling, run_tiled
@@ -23,7 +23,6 @@ from .video import AUDIO_NOTE, VIDEO_EXTENSIONS, is_video_file, translate_video
 from .errors import UsageError
 
 GENERATOR_OPTION_KEYS = ("model", *OPTION_KEYS)
-SINGLE_GENERATOR_MODELS = ("pix2pix", "colorization", "cartoongan")
 DEFAULT_TILE_OVERLAP = 128  # its outer quarter, 32 px, is dropped: where border artifacts lie
 
 
@@ -32,7 +31,7 @@ def generator_for(saved: dict, direction: str | None) -> str:
     folders (A -> B or B -> A); None means the direction it was trained for.
     A run trained with --direction BtoA swapped the folders: its G_A maps B -> A."""
     trained = saved.get("direction", "AtoB")
-    if saved.get("model") in SINGLE_GENERATOR_MODELS:
+    if method_of(saved).single_generator():
         if direction not in (None, trained):
             raise ckpt.CheckpointError(f"this {saved['model']} model translates only {trained} "
                                        f"(it has one generator); drop --direction {direction}")
@@ -57,9 +56,10 @@ def _build(opt: Options, net_name: str, state_dict: dict, source: str) -> Loaded
         load_official_state_dict(net, state_dict)
     except ValueError as e:
         raise ckpt.CheckpointError(f"{source}: {e}") from e
-    if opt.model == "colorization":  # RGB in, RGB out: lightness kept, colors predicted
-        return LoadedGenerator(ColorizationNet(net), 3, 3, source)
-    return LoadedGenerator(net, in_nc, out_nc, source)
+    translator = method_class(opt.model).as_translator(net)
+    # A wrapper (colorization's: RGB in, RGB out) states its own channels.
+    return LoadedGenerator(translator, getattr(translator, "input_nc", in_nc), getattr(translator, "output_nc", out_nc),
+                           source)
 
 
 def load_generator(name: str | None = None, checkpoint: str | Path | None = None,

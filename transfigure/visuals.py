@@ -1,7 +1,7 @@
-"""Image grids and loss plots shared by training samples, the demo and reports."""
+"""Image grids and loss plots shared by training samples, the demo and reports
+(what a run writes with them: runlog.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -26,13 +26,6 @@ def save_visuals_grid(visuals: dict[str, torch.Tensor], path: Path, max_rows: in
     save_image(visuals_grid(visuals, max_rows), path)
 
 
-def read_loss_log(path: Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_losses(records: list[dict], path: Path, title: str = "training losses") -> None:
     """Loss curves against iterations, one line per loss term."""
     import matplotlib
@@ -55,29 +48,3 @@ def plot_losses(records: list[dict], path: Path, title: str = "training losses")
     fig.savefig(path)
     plt.close(fig)
 
-
-def write_run_page(run_dir: Path, title: str) -> Path:
-    """run_dir/index.html: the loss curves (losses.png, redrawn from loss_log.jsonl) and
-    every sample grid in samples/, newest first, like the official repo's web/index.html."""
-    import html
-
-    from .checkpoint import atomic_write_text
-
-    run_dir = Path(run_dir)
-    records = read_loss_log(run_dir / "loss_log.jsonl")
-    if records:
-        plot_losses(records, run_dir / "losses.png", title=f"{title}: training losses")
-    samples = sorted((run_dir / "samples").glob("*.png"), reverse=True)
-    h = html.escape
-    body = "".join(f"<h3>{h(p.stem)}</h3><img src='samples/{h(p.name)}' alt='{h(p.stem)}'>" for p in samples)
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="60"><title>{h(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}} img{{max-width:100%}}</style></head><body>
-<h1>{h(title)}</h1>
-{"<img src='losses.png' alt='training losses'>" if records else "<p>No losses logged yet.</p>"}
-<h2>Samples (newest first)</h2>
-{body or "<p>No samples yet.</p>"}
-</body></html>
-"""
-    atomic_write_text(page, run_dir / "index.html")
-    return run_dir / "index.html"

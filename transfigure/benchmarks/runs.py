@@ -76,7 +76,7 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     from ..data.datasets import create_dataset
     from ..methods import create_method
     from ..devices import resolve_device
-    from ..train import seed_everything
+    from ..train import optimize, seed_everything
 
     seed_everything(opt.seed, False)
     device = resolve_device(opt.device, opt.gpu_ids)
@@ -84,18 +84,17 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     method = create_method(opt, device)
     optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
                   for name, params in method.param_groups().items()}
-    if hasattr(method, "set_epoch"):  # time the adversarial step, past any content-only initialization phase
-        method.set_epoch(opt.epoch_count + opt.init_epochs)
+    method.set_epoch(opt.epoch_count + opt.init_epochs)  # time the adversarial step, past any initialization phase
     n = opt.batch_size
     batches = [torch.utils.data.default_collate([dataset[(i * n + j) % len(dataset)] for j in range(n)])
                for i in range(warmup + steps)]
     for batch in batches[:warmup]:
-        method.train_step(batch, optimizers)
+        optimize(method, batch, optimizers)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     for batch in batches[warmup:]:
-        method.train_step(batch, optimizers)
+        optimize(method, batch, optimizers)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - started) / steps

@@ -81,7 +81,8 @@ class UnalignedDataset(FolderDataset):
         # CartoonGAN's edge-promoting loss also needs each B image with its edges smoothed:
         # from DATAROOT/{phase}B_smooth when it exists, else computed once and cached.
         self.smooth_dir, self.smooth_cache = None, None
-        if opt.model == "cartoongan" or opt.edge_smoothing:
+        from ..methods import method_class  # methods import data modules
+        if method_class(opt.model).needs_smoothed_targets(opt):
             if (root / f"{phase}{dst}_smooth").is_dir():
                 self.smooth_dir = root / f"{phase}{dst}_smooth"
             else:

@@ -20,7 +20,8 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..data.images import image_to_tensor, list_images, load_image
-from ..visuals import plot_losses, read_loss_log, save_visuals_grid
+from ..runlog import read_loss_log
+from ..visuals import plot_losses, save_visuals_grid
 from .run import HIGHER_IS_BETTER, METRICS_FILE
 from ..errors import UsageError
 
@@ -59,7 +60,7 @@ def load_run(name: str, checkpoints_dir: Path, results_dir: Path) -> RunInfo:
     if latest.is_file():
         state = ckpt.load_training_state(latest)
         info.train_s, info.steps = state.get("elapsed_s"), state.get("total_steps")
-    info.losses = read_loss_log(folder / "loss_log.jsonl")
+    info.losses = read_loss_log(folder)
     return info
 
 

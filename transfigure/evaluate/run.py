@@ -24,7 +24,8 @@ import numpy as np
 
 from .. import checkpoint as ckpt
 from ..data.images import list_images, save_image
-from ..translate import SINGLE_GENERATOR_MODELS, load_generator, translate_files
+from ..methods import method_of
+from ..translate import load_generator, translate_files
 from .fid import INCEPTION, FolderFeatures, distances, metric_label
 from .quality import score_pairs
 from ..errors import UsageError
@@ -119,7 +120,7 @@ def evaluate_run(name: str, checkpoints_dir: str | Path = "checkpoints", results
     folder_a, folder_b, paired = _domains(opt, root, phase, work)
     colors, label_domain = _label_side(root, palette, labels_domain)
     trained = opt.get("direction", "AtoB")
-    directions = [trained] if opt.get("model") in SINGLE_GENERATOR_MODELS else ["AtoB", "BtoA"]
+    directions = [trained] if method_of(opt).single_generator() else ["AtoB", "BtoA"]
 
     features = FolderFeatures(extractor, weights_path, device=device, progress=progress)
     results, missing = {}, {}

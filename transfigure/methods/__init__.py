@@ -1,21 +1,37 @@
-"""Training methods: what one training step does and which nets translate.
+"""Training methods: what one training step computes and which nets translate.
 
-A method owns its networks and losses; the generic loop in `train.py` owns
-optimizers, schedules, devices, checkpoints and logging.
+A method (a `Method` subclass, see base.py) owns its networks and losses; the
+generic loop in `train.py` owns optimizers, backward passes, schedules,
+devices, checkpoints and logging.
 """
 from __future__ import annotations
 
+from .base import Method
 from .cartoongan import CartoonGAN
 from .cyclegan import CycleGAN
 from .pix2pix import Colorization, Pix2Pix
+from ..config import Options
 from ..errors import UsageError
 
-METHODS = {"cycle_gan": CycleGAN, "pix2pix": Pix2Pix, "colorization": Colorization, "cartoongan": CartoonGAN}
+METHODS: dict[str, type[Method]] = {
+    "cycle_gan": CycleGAN,
+    "pix2pix": Pix2Pix,
+    "colorization": Colorization,
+    "cartoongan": CartoonGAN,
+}
 
 
-def create_method(opt, device):
+def method_class(model: str) -> type[Method]:
     try:
-        cls = METHODS[opt.model]
+        return METHODS[model]
     except KeyError:
-        raise UsageError(f"--model {opt.model!r} is not one of {', '.join(METHODS)}") from None
-    return cls(opt, device)
+        raise UsageError(f"--model {model!r} is not one of {', '.join(METHODS)}") from None
+
+
+def method_of(saved_options: dict) -> type[Method]:
+    """The method of a run, from its options.yaml (the default method when it has none)."""
+    return method_class(saved_options.get("model", Options.model))
+
+
+def create_method(opt, device) -> Method:
+    return method_class(opt.model)(opt, device)

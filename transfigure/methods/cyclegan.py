@@ -17,7 +17,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from ..config import ConfigError, Options
-from .common import check_training_size, set_requires_grad
+from .base import Method, set_requires_grad
 from ..image_pool import ImagePool
 from ..losses import GANLoss, discriminator_loss
 from ..nets import define_D, run_padded
@@ -25,17 +25,23 @@ from ..nets.spec import GeneratorSpec
 from ..nets.features import build_feature_extractor
 
 
-class CycleGAN:
-    generator_names = ("G_A", "G_B")
+class CycleGAN(Method):
+    generators = {"G_A": "A", "G_B": "B"}
 
-    def __init__(self, opt: Options, device: torch.device):
+    @classmethod
+    def check_options(cls, opt: Options) -> None:
+        super().check_options(opt)
         for name in ("lambda_identity", "lambda_pixel", "lambda_feature"):
             if getattr(opt, name) > 0 and opt.input_nc != opt.output_nc:
                 raise ConfigError(f"--{name} {getattr(opt, name)} compares A and B images, so it needs --input_nc "
                                   f"equal to --output_nc (got {opt.input_nc} and {opt.output_nc}); set it to 0")
-        check_training_size(opt)
-        self.opt = opt
-        self.device = device
+        if not any(getattr(opt, name) > 0 for name in ("lambda_GAN", "lambda_A", "lambda_B", "lambda_pixel",
+                                                       "lambda_feature")):
+            raise ConfigError("every loss weight is 0: nothing to train (check --lambda_GAN, --lambda_A, "
+                              "--lambda_B, --lambda_pixel, --lambda_feature)")
+
+    def __init__(self, opt: Options, device: torch.device):
+        super().__init__(opt, device)
         d = dict(ndf=opt.ndf, netD=opt.netD, n_layers_D=opt.n_layers_D, norm=opt.norm,
                  init_type=opt.init_type, init_gain=opt.init_gain)
         self.nets = nn.ModuleDict({
@@ -48,15 +54,8 @@ class CycleGAN:
         # Built before training starts, so missing pretrained weights stop the run before its first step.
         self.features = build_feature_extractor(opt.feature_net, opt.feature_weights or None, "--feature_weights").to(device) \
             if opt.lambda_feature > 0 else None
-        # CartoonGAN's initialization phase, borrowed: generators first learn to keep content.
-        self.content = build_feature_extractor(opt.content_net, opt.content_weights or None, "--content_weights").to(device) \
-            if opt.init_epochs > 0 else None
-        self.epoch = opt.epoch_count
         self.pool_A = ImagePool(opt.pool_size, seed=opt.seed * 2 + 1)  # fakes of domain B, for D_A
         self.pool_B = ImagePool(opt.pool_size, seed=opt.seed * 2 + 2)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         n = self.nets
@@ -64,26 +63,22 @@ class CycleGAN:
                 "D": list(itertools.chain(n["D_A"].parameters(), n["D_B"].parameters()))}
 
     def translator(self, direction: str) -> nn.Module:
-        return self.nets["G_A" if direction == "AtoB" else "G_B"]
+        return self.as_translator(self.nets["G_A" if direction == "AtoB" else "G_B"])
 
-    def train_step(self, batch: dict, optimizers: dict) -> dict[str, float]:
+    def step_losses(self, batch: dict):
         o, n = self.opt, self.nets
         real_A = batch["A"].to(self.device, non_blocking=True)
         real_B = batch["B"].to(self.device, non_blocking=True)
         fake_B = run_padded(n["G_A"], real_A)
         fake_A = run_padded(n["G_B"], real_B)
-        adversarial = o.lambda_GAN > 0
-        if self.content is not None and self.epoch - o.epoch_count < o.init_epochs:
-            return self._initialization_step(real_A, real_B, fake_B, fake_A, optimizers["G"])
 
         # Generators: discriminators are fixed while the generators learn to fool them.
         set_requires_grad([n["D_A"], n["D_B"]], False)
-        optimizers["G"].zero_grad(set_to_none=True)
         losses = {}
         if o.lambda_identity > 0 and (o.lambda_A > 0 or o.lambda_B > 0):
             losses["idt_A"] = F.l1_loss(run_padded(n["G_A"], real_B), real_B) * o.lambda_B * o.lambda_identity
             losses["idt_B"] = F.l1_loss(run_padded(n["G_B"], real_A), real_A) * o.lambda_A * o.lambda_identity
-        if adversarial:
+        if o.lambda_GAN > 0:
             losses["G_A"] = self.gan_loss(n["D_A"](fake_B), True) * o.lambda_GAN
             losses["G_B"] = self.gan_loss(n["D_B"](fake_A), True) * o.lambda_GAN
         if o.lambda_A > 0:  # forward cycle A -> B -> A
@@ -97,36 +92,16 @@ class CycleGAN:
             f = self.features
             losses["feature_A"] = F.l1_loss(f(fake_B), f(real_A)) * o.lambda_feature
             losses["feature_B"] = F.l1_loss(f(fake_A), f(real_B)) * o.lambda_feature
-        if not losses:
-            raise ConfigError("every loss weight is 0: nothing to train (check --lambda_GAN, --lambda_A, "
-                              "--lambda_B, --lambda_pixel, --lambda_feature)")
-        sum(losses.values()).backward()
-        optimizers["G"].step()
+        yield "G", losses
 
-        if adversarial:  # without an adversarial term the discriminators play no part
+        if o.lambda_GAN > 0:  # without an adversarial term the discriminators play no part
             set_requires_grad([n["D_A"], n["D_B"]], True)
-            optimizers["D"].zero_grad(set_to_none=True)
-            smoothed = batch["B_smooth"].to(self.device, non_blocking=True) if o.edge_smoothing else None
             # --edge_smoothing: blurred-edge real images are fakes too
-            losses["D_A"] = discriminator_loss(self.gan_loss, n["D_A"], real_B, self.pool_A.query(fake_B),
-                                               extra_fakes=(smoothed,) if smoothed is not None else (),
-                                               lambda_gp=o.lambda_gp)
-            losses["D_B"] = discriminator_loss(self.gan_loss, n["D_B"], real_A, self.pool_B.query(fake_A),
-                                               lambda_gp=o.lambda_gp)
-            (losses["D_A"] + losses["D_B"]).backward()
-            optimizers["D"].step()
-        return {k: float(v.detach()) for k, v in losses.items()}
-
-    def _initialization_step(self, real_A, real_B, fake_B, fake_A, optimizer) -> dict[str, float]:
-        """Content loss only (--init_epochs): each generator reproduces its input's
-        content features; discriminators do not change."""
-        c, w = self.content, self.opt.lambda_content
-        optimizer.zero_grad(set_to_none=True)
-        losses = {"content_A": F.l1_loss(c(fake_B), c(real_A).detach()) * w,
-                  "content_B": F.l1_loss(c(fake_A), c(real_B).detach()) * w}
-        sum(losses.values()).backward()
-        optimizer.step()
-        return {k: v.item() for k, v in losses.items()}
+            smoothed = (batch["B_smooth"].to(self.device, non_blocking=True),) if o.edge_smoothing else ()
+            yield "D", {"D_A": discriminator_loss(self.gan_loss, n["D_A"], real_B, self.pool_A.query(fake_B),
+                                                  extra_fakes=smoothed, lambda_gp=o.lambda_gp),
+                        "D_B": discriminator_loss(self.gan_loss, n["D_B"], real_A, self.pool_B.query(fake_A),
+                                                  lambda_gp=o.lambda_gp)}
 
     @torch.no_grad()
     def visuals(self, batch: dict) -> dict[str, torch.Tensor]:

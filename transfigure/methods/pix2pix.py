@@ -7,20 +7,24 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..config import Options
+from ..config import ConfigError, Options
 from ..data.color import network_lab_to_rgb, rgb_to_network_lab
 from ..losses import GANLoss, discriminator_loss
 from ..nets import define_D, run_padded
 from ..nets.spec import GeneratorSpec
-from .common import OneGeneratorOneDiscriminator, check_training_size, set_requires_grad
+from .base import Method, set_requires_grad
 from ..errors import UsageError
 
 
-class Pix2Pix(OneGeneratorOneDiscriminator):
+_PIX2PIX_DEFAULTS = {"norm": "batch", "netG": "unet_256", "dataset_mode": "aligned", "gan_mode": "vanilla",
+                     "pool_size": 0, "no_dropout": False, "lambda_identity": 0.0}
+
+
+class Pix2Pix(Method):
+    defaults = _PIX2PIX_DEFAULTS
+
     def __init__(self, opt: Options, device: torch.device):
-        check_training_size(opt)
-        self.opt = opt
-        self.device = device
+        super().__init__(opt, device)
         self.nets = nn.ModuleDict({
             "G": GeneratorSpec.from_options(opt).build(opt.init_type, opt.init_gain),
             # Conditional: D judges (input, output) pairs, so it needs both images' channels.
@@ -33,28 +37,18 @@ class Pix2Pix(OneGeneratorOneDiscriminator):
         if direction != "AtoB":
             raise UsageError("a pix2pix model translates only in the direction it was trained "
                              f"(--direction {self.opt.direction} at training time)")
-        return self.nets["G"]
+        return super().translator(direction)
 
-    def train_step(self, batch: dict, optimizers: dict) -> dict[str, float]:
-        o, G, D = self.opt, self.nets["G"], self.nets["D"]
+    def step_losses(self, batch: dict):
+        G, D = self.nets["G"], self.nets["D"]
         real_A = batch["A"].to(self.device, non_blocking=True)
         real_B = batch["B"].to(self.device, non_blocking=True)
         fake_B = run_padded(G, real_A)
         fake_AB, real_AB = torch.cat([real_A, fake_B], 1), torch.cat([real_A, real_B], 1)
-
         set_requires_grad([D], True)
-        optimizers["D"].zero_grad(set_to_none=True)
-        loss_D = discriminator_loss(self.gan_loss, D, real_AB, fake_AB, lambda_gp=o.lambda_gp)
-        loss_D.backward()
-        optimizers["D"].step()
-
-        set_requires_grad([D], False)
-        optimizers["G"].zero_grad(set_to_none=True)
-        loss_G_GAN = self.gan_loss(D(fake_AB), True)
-        loss_G_L1 = F.l1_loss(fake_B, real_B) * o.lambda_L1
-        (loss_G_GAN + loss_G_L1).backward()
-        optimizers["G"].step()
-        return {"G_GAN": loss_G_GAN.item(), "G_L1": loss_G_L1.item(), "D": loss_D.item()}
+        yield "D", {"D": discriminator_loss(self.gan_loss, D, real_AB, fake_AB, lambda_gp=self.opt.lambda_gp)}
+        set_requires_grad([D], False)  # the generator is judged by the discriminator just updated
+        yield "G", {"G_GAN": self.gan_loss(D(fake_AB), True), "G_L1": F.l1_loss(fake_B, real_B) * self.opt.lambda_L1}
 
     @torch.no_grad()
     def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -65,6 +59,7 @@ class Pix2Pix(OneGeneratorOneDiscriminator):
 class ColorizationNet(nn.Module):
     """Wraps a colorization generator (L -> ab) as an RGB -> RGB translator:
     the input's lightness is kept and its colors are predicted."""
+    input_nc = output_nc = 3
 
     def __init__(self, generator: nn.Module):
         super().__init__()
@@ -80,9 +75,19 @@ class ColorizationNet(nn.Module):
 
 class Colorization(Pix2Pix):
     """pix2pix from the L channel to the ab channels of Lab (official --model colorization)."""
+    defaults = {**_PIX2PIX_DEFAULTS, "dataset_mode": "colorization", "input_nc": 1, "output_nc": 2}
 
-    def translator(self, direction: str) -> nn.Module:
-        return ColorizationNet(super().translator(direction))
+    @classmethod
+    def check_options(cls, opt: Options) -> None:
+        if (opt.input_nc, opt.output_nc) != (1, 2):
+            raise ConfigError("--model colorization maps L to ab: it needs --input_nc 1 --output_nc 2")
+        if opt.init_epochs > 0:
+            raise ConfigError("--init_epochs compares content features of RGB images; colorization's generator "
+                              "sees only lightness: set it to 0")
+
+    @classmethod
+    def as_translator(cls, generator: nn.Module) -> nn.Module:
+        return ColorizationNet(generator)  # RGB in, RGB out: lightness kept, colors predicted
 
     @torch.no_grad()
     def visuals(self, batch: dict) -> dict[str, torch.Tensor]:
