@@ -1,3 +1,4 @@
+import os
 from html.parser import HTMLParser
 
 import pytest
@@ -5,6 +6,19 @@ import torch
 
 # Tests are small; one thread keeps them fast and their results reproducible on shared 2-core machines.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Downloads and converted models go to a folder of this session's, never the user's cache
+    (tests that test the cache set their own)."""
+    before = os.environ.get("TRANSFIGURE_CACHE")
+    os.environ["TRANSFIGURE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["TRANSFIGURE_CACHE"]
+    else:
+        os.environ["TRANSFIGURE_CACHE"] = before
 
 
 @pytest.fixture

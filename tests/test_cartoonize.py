@@ -15,6 +15,7 @@ from PIL import Image
 
 from transfigure.cartoonize import (add_cartoonize_arguments, cartoonize_files, cartoonize_image, load_style,
                                     run_cartoonize, style_size)
+from transfigure.runner import GeneratorRunner, RunOptions
 from transfigure.download import DownloadError
 from transfigure.nets import run_padded
 from transfigure.nets.cartoongan import CartoonGANGenerator, load_published_weights
@@ -116,7 +117,7 @@ def test_training_variants_any_size(norm, activation):
 def test_tiny_images_are_padded_up_not_crashed():
     net = CartoonGANGenerator(ngf=8, n_blocks=1).eval()
     for width, height in [(1, 1), (3, 2), (7, 5)]:
-        out = cartoonize_image(net, Image.new("RGB", (width, height), (90, 140, 200)), load_size=0)
+        out = cartoonize_image(GeneratorRunner(net, RunOptions.reference()), Image.new("RGB", (width, height), (90, 140, 200)), load_size=0)
         assert out.size == (width, height)
 
 
@@ -188,7 +189,7 @@ def test_pth_safetensors_and_strict_errors(tmp_path):
 def test_matches_independent_reference(style, photo, load_size):
     expected = authors_pipeline(read_npy(style), Image.open(PHOTOS / photo).convert("RGB"), load_size)
     net = load_style(style, weights=WEIGHTS / style)
-    got = np.asarray(cartoonize_image(net, Image.open(PHOTOS / photo), load_size))
+    got = np.asarray(cartoonize_image(GeneratorRunner(net, RunOptions.reference()), Image.open(PHOTOS / photo), load_size))
     assert got.shape == expected.shape
     diff = np.abs(got.astype(np.int16) - expected.astype(np.int16))
     print(f"{style}: mean abs diff {diff.mean():.4f}/255, max {diff.max()}/255")

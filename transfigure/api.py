@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 
 from .cartoonize import style_images
-from .devices import resolve_device
 from .pretrained import CARTOONGAN_PREPROCESSING, PLAIN, Preprocessing
-from .translate import (DEFAULT_TILE_OVERLAP, LoadedGenerator, collect_inputs, generator_images, input_root,
-                        needs_single_images, prepare_image, translate_inputs)
+from .runner import DEFAULT_TILE_OVERLAP, GeneratorRunner, RunOptions
+from .translate import (collect_inputs, generator_images, input_root, needs_single_images, prepare_image,
+                        translate_inputs)
 from .video import VIDEO_EXTENSIONS, is_video_file, translate_video
 from .errors import UsageError
 
@@ -28,25 +28,29 @@ class Translator:
     [0, 1] float) HxWx3 NumPy array, or a float tensor in [0, 1] shaped [3, H, W]
     or [N, 3, H, W]; the result is of the same kind and, except where `preprocessing`
     resizes (the CartoonGAN styles: long side 450 as published) and `max_size`, the
-    same size. `tile` (pixels) translates large images in overlapping tiles."""
+    same size. `run` says how the generator runs (device, precision, backend, tiles);
+    `describe()` says what it picked."""
 
     def __init__(self, net: torch.nn.Module, source: str, preprocessing: Preprocessing = PLAIN,
-                 input_nc: int = 3, eval_mode: bool = False, device: str | torch.device | None = None,
-                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0):
-        self.device = resolve_device(device)
+                 input_nc: int = 3, eval_mode: bool = False, run: RunOptions = RunOptions(), max_size: int = 0,
+                 progress: bool = True):
         self.source, self.preprocessing, self.input_nc, self.max_size = source, preprocessing, input_nc, max_size
+        self.runner = GeneratorRunner(net, run, input_nc, eval_mode or preprocessing.per_image, progress)
+        self.device = self.runner.device
         if preprocessing.per_image:
-            self._images = style_images(net, preprocessing.load_size, self.device, tile, tile_overlap,
-                                        preprocessing.bgr)
+            self._images = style_images(self.runner, preprocessing.load_size, preprocessing.bgr)
             self.batch_size = 1
         else:
-            self._images = generator_images(LoadedGenerator(net, input_nc, 3, source), self.device, eval_mode,
-                                            tile, tile_overlap)
+            self._images = generator_images(self.runner, input_nc)
             self.batch_size = 1 if needs_single_images(net, eval_mode) else 4
         self.net = net
 
     def __repr__(self) -> str:
-        return f"Translator({self.source!r}, device={self.device})"
+        return (f"Translator({self.source!r}, device={self.device}, backend={self.runner.backend.name}, "
+                f"precision={self.runner.precision.name})")
+
+    def describe(self) -> str:
+        return self.runner.describe()
 
     def _prepare(self, image: Image.Image) -> Image.Image:
         return prepare_image(image, self.input_nc, self.max_size)
@@ -104,15 +108,18 @@ class Translator:
 def load(model: str | Path, weights: str | Path | None = None, direction: str | None = None,
          checkpoints_dir: str | Path = "checkpoints", epoch: str = "latest", eval_mode: bool = False,
          device: str | torch.device | None = None, progress: bool = True, tile: int = 0,
-         tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0) -> Translator:
+         tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0, precision: str = "auto",
+         backend: str = "auto") -> Translator:
     """A Translator from a published model's name (`transfigure models`), a weights
     file (.ckpt/.pth/.safetensors, or a folder of CartoonGAN .npy tensors), or a run
-    name under `checkpoints_dir`. `tile`, `tile_overlap` and `max_size` are as the
-    command-line options of `transfigure translate`."""
+    name under `checkpoints_dir`. `tile`, `tile_overlap`, `max_size`, `precision` and
+    `backend` are as the command-line options of `transfigure translate`."""
     from .pretrained import MODELS, load_pretrained
     from .translate import load_generator
 
-    sizes = dict(device=device, tile=tile, tile_overlap=tile_overlap, max_size=max_size)
+    run = RunOptions(device=str(device or "auto"), precision=precision, backend=backend, tile=tile,
+                     tile_overlap=tile_overlap)
+    sizes = dict(run=run, max_size=max_size, progress=progress)
     key = str(model).lower()
     if key in MODELS and not Path(model).exists():
         g = load_pretrained(key, weights, progress=progress)

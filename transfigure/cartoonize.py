@@ -18,9 +18,9 @@ from . import config
 from .data.images import image_to_tensor, tensor_to_image
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
-from .nets.tiling import check_tiling, run_tiled
-from .translate import (DEFAULT_TILE_OVERLAP, ImagesFunction, TranslateSummary, add_input_arguments, collect_inputs,
-                        input_root, report_written, translate_inputs)
+from .runner import GeneratorRunner, RunOptions
+from .translate import (ImagesFunction, TranslateSummary, add_input_arguments, collect_inputs, input_root,
+                        report_written, translate_inputs)
 from .errors import UsageError
 
 STYLES = {
@@ -91,41 +91,37 @@ def style_size(size: tuple[int, int], load_size: int) -> tuple[int, int]:
     return max(w, 1), max(h, 1)
 
 
-@torch.inference_mode()
-def cartoonize_image(net: torch.nn.Module, image: Image.Image, load_size: int = DEFAULT_LOAD_SIZE, tile: int = 0,
-                     tile_overlap: int = DEFAULT_TILE_OVERLAP, bgr: bool = True) -> Image.Image:
-    """One RGB image -> its cartoon (RGB), at `style_size(image.size, load_size)`, on the
-    net's device (which takes BGR unless `bgr` is False); in overlapping tiles of `tile`
-    pixels when larger (see `nets.tiling`)."""
+def cartoonize_image(runner: GeneratorRunner, image: Image.Image, load_size: int = DEFAULT_LOAD_SIZE,
+                     bgr: bool = True) -> Image.Image:
+    """One RGB image -> its cartoon (RGB), at `style_size(image.size, load_size)`, through
+    `runner` (whose net takes BGR unless `bgr` is False)."""
     image = image.convert("RGB")
     size = style_size(image.size, load_size)
     if size != image.size:
         image = image.resize(size, Image.BICUBIC)
     order = [2, 1, 0] if bgr else [0, 1, 2]
     x = image_to_tensor(image)[order].unsqueeze(0)  # [-1, 1], in the net's channel order
-    # channels_last: ~15% faster convolutions on CPU; the network itself is size-agnostic.
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = run_tiled(net, x, tile, tile_overlap)[0, order].float()  # any size: run as it is, cropped
+    y = runner(x)[0, order]  # any size: run as it is, cropped
     # tensor_to_image maps [-1, 1] to round((y + 1) * 127.5) = the reference's (y * 0.5 + 0.5) * 255.
     return tensor_to_image(y)
 
 
-def style_images(net: torch.nn.Module, load_size: int = DEFAULT_LOAD_SIZE, device: torch.device | str = "cpu",
-                 tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP, bgr: bool = True) -> ImagesFunction:
+def style_images(runner: GeneratorRunner, load_size: int = DEFAULT_LOAD_SIZE, bgr: bool = True) -> ImagesFunction:
     """PIL images -> their cartoons, one by one (the published preprocessing resizes each)."""
-    check_tiling(tile, tile_overlap)
-    net = net.to(device, memory_format=torch.channels_last).eval()
-    return lambda images: [cartoonize_image(net, image, load_size, tile, tile_overlap, bgr) for image in images]
+    return lambda images: [cartoonize_image(runner, image, load_size, bgr) for image in images]
 
 
 def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str | Path,
-                     load_size: int = DEFAULT_LOAD_SIZE, device: torch.device | str = "cpu",
-                     overwrite: bool = False, progress: bool = True, tile: int = 0,
-                     tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0,
-                     root: Path | None = None, bgr: bool = True) -> TranslateSummary:
-    """Cartoonize each image or video into `output_dir` (names as `translate`). Existing
-    outputs are kept unless `overwrite`; an input file is never written to."""
-    return translate_inputs(style_images(net, load_size, device, tile, tile_overlap, bgr), inputs, output_dir,
+                     load_size: int = DEFAULT_LOAD_SIZE, run: RunOptions = RunOptions.reference(),
+                     overwrite: bool = False, progress: bool = True, max_size: int = 0,
+                     root: Path | None = None, bgr: bool = True, announce: bool = False) -> TranslateSummary:
+    """Cartoonize each image or video into `output_dir` (names as `translate`), the net run
+    as `run` says. Existing outputs are kept unless `overwrite`; an input file is never
+    written to. `announce` prints the backend and precision picked."""
+    runner = GeneratorRunner(net, run, progress=progress)
+    if announce:
+        print(runner.describe())
+    return translate_inputs(style_images(runner, load_size, bgr), inputs, output_dir,
                             overwrite=overwrite, progress=progress, max_size=max_size, root=root)
 
 
@@ -145,13 +141,10 @@ def add_cartoonize_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
 
 
 def run_cartoonize(args: argparse.Namespace) -> int:
-    from .devices import resolve_device
-
-    check_tiling(args.tile, args.tile_overlap)
+    run = RunOptions.from_args(args)  # checks the tile options before any download
     inputs = collect_inputs(args.input, args.recursive)  # before any download: a wrong --input fails at once
-    device = resolve_device(args.device)
     net = load_style(args.style, weights=args.weights, progress=not args.no_progress)
-    summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, device=device,
-                               overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,
-                               tile_overlap=args.tile_overlap, root=input_root(args.input))
+    summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, run=run,
+                               overwrite=args.overwrite, progress=not args.no_progress,
+                               root=input_root(args.input), announce=True)
     return report_written(summary, args.output)

@@ -105,25 +105,23 @@ def _add_translate(sub) -> None:
 
 
 def _cmd_translate(args) -> int:
-    from .nets.tiling import check_tiling
     from .translate import collect_inputs, input_root, report_written, translate_files
-    from .devices import resolve_device
+    from .runner import RunOptions
 
-    check_tiling(args.tile, args.tile_overlap)
+    run = RunOptions.from_args(args)  # checks the tile options before any download
     # A published model's inputs are checked before any download; a local model's file first.
     inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
-    where = dict(overwrite=args.overwrite, progress=not args.no_progress, tile=args.tile,
-                 tile_overlap=args.tile_overlap, max_size=args.max_size, root=input_root(args.input))
-    device = resolve_device(args.device)
+    where = dict(overwrite=args.overwrite, progress=not args.no_progress, max_size=args.max_size,
+                 root=input_root(args.input), run=run, announce=True)
     architecture = {k: getattr(args, k) for k in GENERATOR_KEYS if hasattr(args, k)}
     generator, preprocessing = _generator_from_args(args, architecture)
     inputs = inputs or collect_inputs(args.input, args.recursive)
     if preprocessing.per_image:
         from .cartoonize import cartoonize_files
         return report_written(cartoonize_files(generator.net, inputs, args.output, load_size=preprocessing.load_size,
-                                               device=device, bgr=preprocessing.bgr, **where), args.output)
-    summary = translate_files(generator, inputs, args.output, device=device, batch_size=args.batch_size,
-                              compare=args.compare, eval_mode=args.eval, **where)
+                                               bgr=preprocessing.bgr, **where), args.output)
+    summary = translate_files(generator, inputs, args.output, batch_size=args.batch_size, compare=args.compare,
+                              eval_mode=args.eval, **where)
     return report_written(summary, args.output)
 
 

@@ -41,6 +41,10 @@ class Options:
     deterministic: bool = opt(False, "use deterministic algorithms (bit-identical resume on CPU)", group="run")
     device: str = opt("auto", "compute device", choices=["auto", "cpu", "cuda"], group="run")
     gpu_ids: str = opt("", "official-style GPU list, e.g. '0'; '-1' means CPU (prefer --device)", group="run")
+    precision: str = opt("auto", "arithmetic of the forward passes: auto picks bf16 where the CPU (avx512_bf16, "
+                         "amx_bf16) or GPU runs it natively, else fp32, and says why; fp16 scales the losses "
+                         "(one GradScaler for all optimizers). Weights, losses and checkpoints stay fp32",
+                         choices=["auto", "fp32", "bf16", "fp16"], group="run")
     # --- networks ----------------------------------------------------------
     input_nc: int = opt(3, "channels of domain A images: 1 (grayscale) or 3 (RGB)", choices=[1, 2, 3],
                         group="networks")

@@ -23,6 +23,7 @@ from .nets import run_padded
 from .train import TrainResult, seed_everything, train
 from .translate import LoadedGenerator, load_generator, translate_files
 from .runlog import read_loss_log
+from .runner import RunOptions
 from .visuals import plot_losses, save_visuals_grid
 
 GRID_ROWS = 8
@@ -30,7 +31,7 @@ GRID_ROWS = 8
 
 def _score_generator(generator: LoadedGenerator, photos: list[Path], labels_dir: Path, out_dir: Path,
                      colors, progress: bool) -> dict:
-    translate_files(generator, photos, out_dir, batch_size=16, overwrite=True, progress=progress)
+    translate_files(generator, photos, out_dir, RunOptions(), batch_size=16, overwrite=True, progress=progress)
     return score_label_folders(out_dir, labels_dir, colors)
 
 
@@ -118,7 +119,9 @@ def run_demo(dataroot: str = "datasets/demo_labels2photo", name: str = "demo", c
     labels, photos = list_images(data / "testA"), list_images(data / "testB")
     g_a = load_generator(name=name, checkpoints_dir=checkpoints_dir, direction="AtoB")
     g_b = load_generator(name=name, checkpoints_dir=checkpoints_dir, direction="BtoA")
-    translate_files(g_a, labels, out / "label2photo", batch_size=16, overwrite=True, progress=progress)
+    # The fastest path this machine has (--backend/--precision auto), said once.
+    translate_files(g_a, labels, out / "label2photo", RunOptions(), batch_size=16, overwrite=True, progress=progress,
+                    announce=True)
     scores = {"trained CycleGAN G_B": _score_generator(g_b, photos, data / "testA", out / "photo2label", colors,
                                                        progress)}
     seed_everything(opt.seed, deterministic=False)

@@ -22,7 +22,7 @@ class ImagePool:
         if self.size == 0:
             return images
         out = []
-        for image in images.detach():
+        for image in images.detach().float():  # kept in fp32 whatever the precision that made them
             image = image.unsqueeze(0)
             if len(self.images) < self.size:
                 self.images.append(image.clone())

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
-from .devices import resolve_device
+from .devices import Precision, choose_precision, resolve_device
 from .methods import Method, create_method
 from .runlog import RunLog
 
@@ -74,16 +74,40 @@ def _worker_init(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def optimize(method: Method, batch: dict, optimizers: dict) -> dict[str, dict[str, float]]:
-    """One training iteration: for each phase of `method.losses`, the backward pass of
-    the sum of its losses and the step of its optimizer. Returns each optimizer's losses."""
+class MixedPrecision:
+    """Autocast for the forward passes and, for fp16, one GradScaler that scales every
+    optimizer's loss and is updated once per iteration. fp32 makes each a no-op."""
+
+    def __init__(self, precision: Precision, device: torch.device):
+        self.precision, self.device = precision, device
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision.name == "fp16")
+
+    def autocast(self):
+        return self.precision.autocast(self.device)
+
+
+FP32 = MixedPrecision(Precision("fp32", "default"), torch.device("cpu"))
+
+
+def optimize(method: Method, batch: dict, optimizers: dict,
+             amp: MixedPrecision = FP32) -> dict[str, dict[str, float]]:
+    """One training iteration: for each phase of `method.losses` (its forward pass under
+    `amp`'s autocast), the backward pass of the sum of its losses and the step of its
+    optimizer. Returns each optimizer's losses."""
     losses = {}
-    for name, phase in method.losses(batch):
+    phases = method.losses(batch)
+    while True:
+        with amp.autocast():
+            phase = next(phases, None)
+        if phase is None:
+            break
+        name, terms = phase
         optimizer = optimizers[name]
         optimizer.zero_grad(set_to_none=True)
-        sum(phase.values()).backward()
-        optimizer.step()
-        losses[name] = {k: float(v.detach()) for k, v in phase.items()}
+        amp.scaler.scale(sum(v.float() for v in terms.values())).backward()
+        amp.scaler.step(optimizer)
+        losses[name] = {k: float(v.detach()) for k, v in terms.items()}
+    amp.scaler.update()
     return losses
 
 
@@ -136,6 +160,9 @@ class Trainer:
         self.opt = opt
         self.progress = progress
         self.device = resolve_device(opt.device, opt.gpu_ids)
+        self.amp = MixedPrecision(choose_precision(opt.precision, self.device), self.device)
+        if progress:
+            print(f"Training on {self.device.type}, {self.amp.precision.describe()}")
         self.dir = ckpt.run_dir(opt)
         seed_everything(opt.seed, opt.deterministic)
 
@@ -180,6 +207,8 @@ class Trainer:
         for name, sd in state["schedulers"].items():
             self.schedulers[name].load_state_dict(sd)
         self.method.load_state_dict(state["method"])
+        if state.get("grad_scaler"):
+            self.amp.scaler.load_state_dict(state["grad_scaler"])
         ckpt.restore_rng(state["rng"])
         self.epoch, self.epoch_step = state["epoch"], state["epoch_step"]
         self.total_steps, self.elapsed_s = state["total_steps"], state["elapsed_s"]
@@ -196,6 +225,7 @@ class Trainer:
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
             "method": self.method.state_dict(),
             "rng": ckpt.capture_rng(),
+            "grad_scaler": self.amp.scaler.state_dict(),  # empty unless fp16
         }
 
     def save(self, label: str | int = "latest") -> None:
@@ -270,7 +300,7 @@ class Trainer:
                   desc=f"epoch {self.epoch}/{self.last_epoch}", unit="it", dynamic_ncols=True) as bar:
             for batch in bar:
                 started = time.perf_counter()
-                losses = optimize(self.method, batch, self.optimizers)
+                losses = optimize(self.method, batch, self.optimizers, self.amp)
                 self.elapsed_s += time.perf_counter() - started
                 flat = {k: v for phase in losses.values() for k, v in phase.items()}
                 if not all(np.isfinite(v) for v in flat.values()):

@@ -18,12 +18,11 @@ from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image
 from .methods import method_class, method_of
 from .nets import load_official_state_dict
 from .nets.spec import OPTION_KEYS, GeneratorSpec
-from .nets.tiling import check_tiling, run_tiled
+from .runner import DEFAULT_TILE_OVERLAP, GeneratorRunner, RunOptions, add_run_arguments
 from .video import AUDIO_NOTE, VIDEO_EXTENSIONS, is_video_file, translate_video
 from .errors import UsageError
 
 GENERATOR_OPTION_KEYS = ("model", *OPTION_KEYS)
-DEFAULT_TILE_OVERLAP = 128  # its outer quarter, 32 px, is dropped: where border artifacts lie
 
 
 def generator_for(saved: dict, direction: str | None) -> str:
@@ -201,20 +200,14 @@ def prepare_image(image: Image.Image, channels: int = 3, max_size: int = 0) -> I
 ImagesFunction = Callable[[list[Image.Image]], list[Image.Image]]
 
 
-def generator_images(generator: LoadedGenerator, device: torch.device | str = "cpu", eval_mode: bool = False,
-                     tile: int = 0, tile_overlap: int = DEFAULT_TILE_OVERLAP) -> ImagesFunction:
+def generator_images(runner: GeneratorRunner, input_nc: int = 3) -> ImagesFunction:
     """Same-size PIL images -> their translations, as one batch (tile by tile when
-    `tile`). As in the official test script, batch norm and dropout stay in training
-    mode unless `eval_mode` (the official --eval); instance norm without dropout
-    (CycleGAN) gives the same result either way."""
-    check_tiling(tile, tile_overlap)
-    net = generator.net.to(device).train(not eval_mode)
-    mode = "L" if generator.input_nc == 1 else "RGB"
+    the runner tiles)."""
+    mode = "L" if input_nc == 1 else "RGB"
 
-    @torch.inference_mode()
     def run(images: list[Image.Image]) -> list[Image.Image]:
         x = torch.stack([image_to_tensor(image.convert(mode)) for image in images])
-        return [tensor_to_image(y) for y in run_tiled(net, x, tile, tile_overlap).float().cpu()]
+        return [tensor_to_image(y) for y in runner(x)]
     return run
 
 
@@ -262,17 +255,21 @@ def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], outpu
 
 
 def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: str | Path,
-                    device: torch.device | str = "cpu", batch_size: int = 4, compare: bool = False,
-                    overwrite: bool = False, progress: bool = True, eval_mode: bool = False, tile: int = 0,
-                    tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0,
-                    root: Path | None = None) -> TranslateSummary:
-    """`translate_inputs` with a generator: each image at its own size (or at most
-    `max_size`), padded for the network and cropped back."""
-    run = generator_images(generator, device, eval_mode, tile, tile_overlap)
+                    run: RunOptions = RunOptions.reference(), batch_size: int = 4, compare: bool = False,
+                    overwrite: bool = False, progress: bool = True, eval_mode: bool = False, max_size: int = 0,
+                    root: Path | None = None, announce: bool = False) -> TranslateSummary:
+    """`translate_inputs` with a generator run as `run` says: each image at its own size
+    (or at most `max_size`), padded for the network and cropped back. As in the official
+    test script, batch norm and dropout stay in training mode unless `eval_mode` (the
+    official --eval); instance norm without dropout (CycleGAN) gives the same result
+    either way. `announce` prints the backend and precision picked."""
+    runner = GeneratorRunner(generator.net, run, generator.input_nc, eval_mode, progress)
+    if announce:
+        print(runner.describe())
     if needs_single_images(generator.net, eval_mode):
         batch_size = 1
-    return translate_inputs(run, inputs, output_dir, generator.input_nc, batch_size, compare, overwrite, progress,
-                            max_size, root)
+    return translate_inputs(generator_images(runner, generator.input_nc), inputs, output_dir, generator.input_nc,
+                            batch_size, compare, overwrite, progress, max_size, root)
 
 
 def add_input_arguments(parser) -> None:
@@ -291,3 +288,4 @@ def add_input_arguments(parser) -> None:
                         help=f"pixels shared by neighbouring tiles, cross-faded to hide seams "
                              f"(default {DEFAULT_TILE_OVERLAP}; at most half of --tile)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    add_run_arguments(parser)

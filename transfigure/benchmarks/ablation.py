@@ -42,6 +42,7 @@ from ..evaluate.segmentation import score_label_folders
 from ..evaluate.segmenter import Segmenter, score_photos
 from ..nets import run_padded
 from ..nets.features import FeatureWeightsError
+from ..runner import RunOptions
 from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation, format_duration, log, mean_spread,
@@ -154,9 +155,11 @@ def evaluate_pair(to_photo: LoadedGenerator, to_labels: LoadedGenerator, segment
     """Both directions of one method: generated label maps against the ground
     truth, and the segmenter's reading of generated photos against the input labels."""
     labels, photos = list_images(data / "testA"), list_images(data / "testB")
-    translate_files(to_labels, photos, folder / "photo2label", device=device, batch_size=16, overwrite=True,
+    translate_files(to_labels, photos, folder / "photo2label", RunOptions.reference(device),
+                    batch_size=16, overwrite=True,
                     progress=False)
-    translate_files(to_photo, labels, folder / "label2photo", device=device, batch_size=16, overwrite=True,
+    translate_files(to_photo, labels, folder / "label2photo", RunOptions.reference(device),
+                    batch_size=16, overwrite=True,
                     progress=False)
     return {"p2l": score_label_folders(folder / "photo2label", data / "testA", colors),
             "l2p": score_photos(segmenter, folder / "label2photo", data / "testA", colors,

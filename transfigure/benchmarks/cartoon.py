@@ -54,6 +54,7 @@ from ..evaluate.synthetic_features import VERSION as FEATURE_VERSION, feature_ne
 from ..nets import run_padded, scene_content
 from ..nets.features import RANDOM_WEIGHTS, FeatureWeightsError, build_feature_extractor
 from ..nets.spec import GeneratorSpec
+from ..runner import RunOptions
 from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, cached_scores, close_invocation, format_duration, log, mean_spread, open_folder,
@@ -159,7 +160,8 @@ def _content_text(nets: dict[str, list[str]]) -> str:
 
 def evaluate_method(generator, data: Path, folder: Path, features: FolderFeatures, device) -> dict:
     """Translate the test photos and score them against ground truth and both training domains."""
-    translate_files(generator, list_images(data / "testA"), folder / "cartoons", device=device, batch_size=16,
+    translate_files(generator, list_images(data / "testA"), folder / "cartoons", RunOptions.reference(device),
+                    batch_size=16,
                     overwrite=True, progress=False, eval_mode=True)
     return score_output_folder(folder / "cartoons", data, features)
 

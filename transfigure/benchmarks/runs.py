@@ -66,7 +66,9 @@ def run_options(shared: dict, method_options: dict, run_name: str, seed: int, ou
               "seed": seed, "load_size": size, "crop_size": size, "max_iters": iterations,
               "n_epochs": max(1, math.ceil(iterations / batches_per_epoch)), "n_epochs_decay": 1,
               "save_latest_freq": SAVE_EVERY,
-              "save_epoch_freq": 10_000, "print_freq": 50, "continue_train": resume}
+              "save_epoch_freq": 10_000, "print_freq": 50, "continue_train": resume,
+              # fp32 on every machine: the tables compare methods, not the CPU's fastest arithmetic.
+              "precision": "fp32"}
     values.update(overrides or {})
     return make_options(values)
 

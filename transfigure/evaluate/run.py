@@ -25,6 +25,7 @@ import numpy as np
 from .. import checkpoint as ckpt
 from ..data.images import list_images, save_image
 from ..methods import method_of
+from ..runner import RunOptions
 from ..translate import load_generator, translate_files
 from .fid import INCEPTION, FolderFeatures, distances, metric_label
 from .quality import score_pairs
@@ -101,7 +102,8 @@ def _translate_cached(name, checkpoints_dir, epoch, direction, source, out, eval
         return images
     generator = load_generator(name=name, checkpoints_dir=str(checkpoints_dir), epoch=epoch, direction=direction)
     record.unlink(missing_ok=True)
-    translate_files(generator, inputs, images, device=device, overwrite=True, progress=progress, eval_mode=eval_mode)
+    translate_files(generator, inputs, images, RunOptions.reference(device or "auto"),
+                    overwrite=True, progress=progress, eval_mode=eval_mode)
     ckpt.atomic_write_text(json.dumps(key, indent=2) + "\n", record)
     return images
 
