@@ -126,9 +126,11 @@ def test_interrupted_video_leaves_no_partial_file(tmp_path):
 def test_a_broken_video_is_a_clear_error(generator_file, tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
-    assert translate(generator_file, "--input", str(bad), "--output", str(tmp_path / "out")) == 2
-    assert "bad.mp4" in capsys.readouterr().err
+    assert translate(generator_file, "--input", str(bad), "--output", str(tmp_path / "out")) == 1
+    assert "bad.mp4: cannot be opened as a video" in capsys.readouterr().err
     assert not (tmp_path / "out" / "bad.mp4").exists()
+    assert translate(generator_file, "--input", str(bad), "--output", str(tmp_path / "out"), "--strict") == 2
+    assert "bad.mp4" in capsys.readouterr().err
 
 
 def test_max_size_downscales_and_tile_keeps_the_size(generator_file, tmp_path):
@@ -211,3 +213,17 @@ def test_direction_btoa_uses_generator_b(tmp_path):
         assert np.abs(got - expected).max() <= 1, direction
         api = transfigure.load("two_way", checkpoints_dir=str(tmp_path / "ckpts"), direction=direction, device="cpu")
         assert np.abs(np.asarray(api(Image.open(photo))).astype(int) - expected).max() <= 1, direction
+
+
+def test_one_unreadable_file_does_not_stop_the_others(generator_file, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    _image(src / "a.png"), _image(src / "c.png", seed=1)
+    (src / "b.jpg").write_bytes(b"not a jpeg at all")
+    assert translate(generator_file, "--input", str(src), "--output", str(out)) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    err = capsys.readouterr().err
+    assert "Could not read 1 input(s)" in err and "b.jpg" in err
+    # --strict stops at the first unreadable input, naming it.
+    assert translate(generator_file, "--input", str(src), "--output", str(tmp_path / "strict"), "--strict") == 2
+    assert "b.jpg" in capsys.readouterr().err
+    assert not (tmp_path / "strict" / "c.png").exists()

@@ -234,3 +234,67 @@ def test_a_method_defined_outside_the_package_trains_through_the_loop(tiny_datas
     saved = torch.load(tmp_path / "run" / "latest_net_G.pth", weights_only=True)
     assert torch.equal(saved["weight"], trainer.method.nets["G"].weight)
     assert (tmp_path / "run" / "samples" / "epoch_003.png").is_file()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_every_precision_trains_without_nan(tiny_dataset, tmp_path, precision):
+    trainer = Trainer(tiny_options(tiny_dataset, tmp_path, precision=precision, max_iters=3), progress=False)
+    assert trainer.amp.precision.name == precision
+    result = trainer.run()
+    assert result.total_steps == 3  # a non-finite loss would have raised
+    state = ckpt.load_training_state(tmp_path / "run" / "latest.ckpt")
+    assert all(t.dtype == torch.float32 for sd in state["nets"].values() for t in sd.values() if t.is_floating_point())
+    if precision == "fp16":  # the one GradScaler scaled every optimizer's loss and is saved for resume
+        assert state["grad_scaler"]["scale"] > 0 and trainer.amp.scaler.is_enabled()
+
+
+def test_the_forward_pass_runs_in_the_precision_asked_and_weights_stay_fp32():
+    from transfigure.devices import Precision
+    from transfigure.train import MixedPrecision, optimize
+
+    seen = {}
+
+    class Recording(NegatingMethod):
+        def step_losses(self, batch):
+            out = self.nets["G"](batch["A"])
+            seen["activations"], seen["weights"] = out.dtype, self.nets["G"].weight.dtype
+            yield "G", {"negation": torch.nn.functional.l1_loss(out, -batch["A"])}
+
+    method = Recording(make_options({"lr": 0.01}), torch.device("cpu"))
+    optimizers = {"G": torch.optim.Adam(method.nets["G"].parameters())}
+    losses = optimize(method, {"A": torch.rand(1, 3, 8, 8)}, optimizers,
+                      MixedPrecision(Precision("bf16", "test"), torch.device("cpu")))
+    assert seen == {"activations": torch.bfloat16, "weights": torch.float32}
+    assert isinstance(losses["G"]["negation"], float)
+
+
+def test_compiled_steps_match_eager_and_do_not_recompile_every_step(tiny_dataset, tmp_path):
+    """torch.compile'd nets (aot_eager: the same tracing and guards as inductor, without
+    code generation) give the eager losses; the discriminators' requires_grad switching
+    compiles each state once, not again every iteration."""
+    from torch._dynamo.utils import counters
+    from transfigure.methods import create_method
+    from transfigure.train import optimize
+
+    batches = [{"A": torch.rand(1, 3, 28, 28) * 2 - 1, "B": torch.rand(1, 3, 28, 28) * 2 - 1} for _ in range(5)]
+
+    def losses(compile):
+        torch.manual_seed(0)
+        opt = tiny_options(tiny_dataset, tmp_path, compile=compile, pool_size=0)
+        method = create_method(opt, torch.device("cpu"))
+        optimizers = {k: torch.optim.Adam(p, lr=2e-4) for k, p in method.param_groups().items()}
+        graphs = []
+        out = []
+        for batch in batches:
+            out.append(optimize(method, batch, optimizers))
+            graphs.append(counters["stats"]["unique_graphs"])
+        return out, graphs
+
+    torch._dynamo.reset()
+    counters.clear()
+    eager, _ = losses("off")
+    compiled, graphs = losses("aot_eager")
+    for e, c in zip(eager, compiled):
+        for group in e:
+            assert c[group] == pytest.approx(e[group], rel=1e-4, abs=1e-5)
+    assert graphs[1] > 0 and graphs[-1] == graphs[1]  # all compiled in the first two steps, none after

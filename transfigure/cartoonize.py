@@ -114,7 +114,8 @@ def style_images(runner: GeneratorRunner, load_size: int = DEFAULT_LOAD_SIZE, bg
 def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str | Path,
                      load_size: int = DEFAULT_LOAD_SIZE, run: RunOptions = RunOptions.reference(),
                      overwrite: bool = False, progress: bool = True, max_size: int = 0,
-                     root: Path | None = None, bgr: bool = True, announce: bool = False) -> TranslateSummary:
+                     root: Path | None = None, bgr: bool = True, announce: bool = False,
+                     strict: bool = False) -> TranslateSummary:
     """Cartoonize each image or video into `output_dir` (names as `translate`), the net run
     as `run` says. Existing outputs are kept unless `overwrite`; an input file is never
     written to. `announce` prints the backend and precision picked."""
@@ -122,7 +123,7 @@ def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str |
     if announce:
         print(runner.describe())
     return translate_inputs(style_images(runner, load_size, bgr), inputs, output_dir,
-                            overwrite=overwrite, progress=progress, max_size=max_size, root=root)
+                            overwrite=overwrite, progress=progress, max_size=max_size, root=root, strict=strict)
 
 
 def add_cartoonize_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -146,5 +147,5 @@ def run_cartoonize(args: argparse.Namespace) -> int:
     net = load_style(args.style, weights=args.weights, progress=not args.no_progress)
     summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, run=run,
                                overwrite=args.overwrite, progress=not args.no_progress,
-                               root=input_root(args.input), announce=True)
+                               root=input_root(args.input), announce=True, strict=args.strict)
     return report_written(summary, args.output)

@@ -112,7 +112,7 @@ def _cmd_translate(args) -> int:
     # A published model's inputs are checked before any download; a local model's file first.
     inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
     where = dict(overwrite=args.overwrite, progress=not args.no_progress, max_size=args.max_size,
-                 root=input_root(args.input), run=run, announce=True)
+                 root=input_root(args.input), run=run, announce=True, strict=args.strict)
     architecture = {k: getattr(args, k) for k in GENERATOR_KEYS if hasattr(args, k)}
     generator, preprocessing = _generator_from_args(args, architecture)
     inputs = inputs or collect_inputs(args.input, args.recursive)
@@ -134,8 +134,7 @@ def _add_export(sub) -> None:
                     "as one self-contained file: float32 RGB images in [0, 1], shaped [N, 3, H, W] with any N, H "
                     "and W, in; the translation, same shape and range, out (padding for the network and the "
                     "CartoonGAN styles' BGR order happen inside). ONNX names them 'image' and 'translated'. The "
-                    "file is then run at two sizes and compared with PyTorch. Needs pip install "
-                    "'transfigure[export]' for ONNX.")
+                    "file is then run at two sizes and compared with PyTorch.")
     _add_model_source(p)
     p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="the file to write (e.g. horse2zebra.onnx)")
@@ -145,7 +144,7 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .export import ExportWrapper, check_export, export_generator
+    from .export import INSTALL_HINT, ExportWrapper, check_export, export_generator
 
     if Path(args.out).exists() and not args.overwrite:  # before any download
         raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
@@ -157,7 +156,7 @@ def _cmd_export(args) -> int:
     print(f"Wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): [N, {input_nc}, H, W] images in [0, 1] in, "
           "the same shape out")
     if args.format == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-        print("Not checked against PyTorch: that needs onnxruntime (pip install 'transfigure[export]')")
+        print(f"Not checked against PyTorch: that needs onnxruntime ({INSTALL_HINT})")
         return 0
     sizes = ((64, 96), (70, 50))
     diff = check_export(out, ExportWrapper(net, bgr=preprocessing.bgr).eval(), sizes=sizes, input_nc=input_nc)
@@ -429,7 +428,7 @@ def _add_benchmark(sub) -> None:
     from .cartoonize import STYLES
     from .translate import DEFAULT_TILE_OVERLAP
 
-    p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks; measure tiling memory")
+    p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks; measure tiling memory and speed")
     b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
     a = b_sub.add_parser(
         "ablation", help="the CycleGAN paper's ablations and baselines, trained under one budget",
@@ -494,6 +493,46 @@ def _add_benchmark(sub) -> None:
     t.add_argument("--whole_sizes", nargs="*", default=["1000x750", "2000x1500"],
                    help="sizes cartoonized whole, for comparison (memory grows with the pixels)")
     t.set_defaults(func=_cmd_benchmark_tiling)
+    _add_benchmark_speed(b_sub)
+
+
+def _add_benchmark_speed(b_sub) -> None:
+    from .benchmarks.speed import MODELS, TRAIN_MODES, TRANSLATE_MODES
+    from .cartoonize import STYLES
+
+    s = b_sub.add_parser(
+        "speed", help="seconds per training iteration and per translated image, for every way of running",
+        description="Times one training iteration of --model at --size, and the published --style on one photo "
+                    "at --translate_size, in each mode (precision x backend x memory order), each in its own "
+                    "process after warm-up. Writes OUT/table.md (README-ready) and OUT/results.json: time, peak "
+                    "memory, the ratio to fp32 eager PyTorch, the output's PSNR against it, and the CPU's name and "
+                    "flags (or the GPU's name). By default, the modes this hardware runs natively (bf16 only with "
+                    "avx512_bf16/amx_bf16 or on a GPU that has it).")
+    s.add_argument("--out", default="results/speed", help="folder for the inputs, outputs and the table")
+    s.add_argument("--model", default="cycle_gan", choices=list(MODELS), help="the method whose training step is timed")
+    s.add_argument("--size", type=config.int_at_least(32), default=256, help="training image size")
+    s.add_argument("--train_modes", nargs="*", default=None, metavar="MODE",
+                   help=f"training modes (none: skip training): {', '.join(repr(m) for m in TRAIN_MODES)}")
+    s.add_argument("--translate_modes", nargs="*", default=None, metavar="MODE",
+                   help=f"translation modes (none: skip): {', '.join(repr(m) for m in TRANSLATE_MODES)}")
+    s.add_argument("--style", default="hayao", type=str.lower, choices=list(STYLES))
+    s.add_argument("--weights", default=None, help="local weights of the style (as cartoonize --weights)")
+    s.add_argument("--photo", default=None, help="the photo to translate (default: a synthetic street scene)")
+    s.add_argument("--translate_size", default="1024x768", help="size the photo is brought to, WIDTHxHEIGHT")
+    s.add_argument("--warmup", type=config.int_at_least(0), default=1, help="untimed iterations first")
+    s.add_argument("--steps", type=config.int_at_least(1), default=3,
+                   help="timed training iterations (translation: one fewer, at least one)")
+    config.add_common_arguments(s, device=True)
+    s.set_defaults(func=_cmd_benchmark_speed)
+
+
+def _cmd_benchmark_speed(args) -> int:
+    from .benchmarks.speed import run_speed
+    from .benchmarks.tiling import parse_size
+
+    run_speed(args.out, args.model, args.size, args.photo, args.style, args.weights, parse_size(args.translate_size),
+              args.train_modes, args.translate_modes, args.warmup, args.steps, args.device)
+    return 0
 
 
 def _cmd_benchmark_tiling(args) -> int:

@@ -45,6 +45,13 @@ class Options:
                          "amx_bf16) or GPU runs it natively, else fp32, and says why; fp16 scales the losses "
                          "(one GradScaler for all optimizers). Weights, losses and checkpoints stay fp32",
                          choices=["auto", "fp32", "bf16", "fp16"], group="run")
+    channels_last: bool = opt(False, "keep the networks' weights and activations in channels-last (NHWC) memory "
+                              "order; see `transfigure benchmark speed` for whether it helps on this machine",
+                              group="run")
+    compile: str = opt("off", "torch.compile every network: inductor (generated kernels; the first iterations "
+                       "compile, later ones run faster where the backend helps) or aot_eager (checks tracing "
+                       "only); see `transfigure benchmark speed`", choices=["off", "inductor", "aot_eager"],
+                       group="run")
     # --- networks ----------------------------------------------------------
     input_nc: int = opt(3, "channels of domain A images: 1 (grayscale) or 3 (RGB)", choices=[1, 2, 3],
                         group="networks")

@@ -20,7 +20,8 @@ from .errors import SetupError, UsageError
 __all__ = ["ExportWrapper", "export_generator", "check_export", "FORMATS"]
 
 FORMATS = ("onnx", "torchscript")
-INSTALL_HINT = "pip install 'transfigure[export]'"
+# transfigure's own dependencies; missing only where an install left them out.
+INSTALL_HINT = "pip install onnx onnxscript onnxruntime openvino"
 
 
 class ExportWrapper(nn.Module):

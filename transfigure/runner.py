@@ -20,13 +20,13 @@ from torch import nn
 
 from .devices import PRECISIONS, Precision, choose_precision, resolve_device
 from .errors import SetupError, UsageError
+from .export import INSTALL_HINT
 from .nets.common import _min_size, accepts_any_size, size_multiple
 from .nets.tiling import SharedStatistics, check_tiling, run_tiled
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 DEFAULT_TILE_OVERLAP = 128  # its outer quarter, 32 px, is dropped: where border artifacts lie
 _EXPORT_MODULES = ("onnx", "onnxscript")  # what converting a net to ONNX needs
-INSTALL_HINT = "pip install 'transfigure[fast]'"
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class RunOptions:
     tile: int = 0
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     channels_last: bool = True  # torch backend on the CPU: measured faster for these conv nets
+    compile: str = "off"  # torch backend: torch.compile the net with this backend (inductor, aot_eager)
 
     def __post_init__(self):  # refused when made, before any download or conversion
         check_tiling(self.tile, self.tile_overlap)
@@ -48,8 +49,8 @@ class RunOptions:
 
     @classmethod
     def from_args(cls, args) -> "RunOptions":
-        return cls(**{k: getattr(args, k) for k in ("device", "precision", "backend", "tile", "tile_overlap")
-                      if hasattr(args, k)})
+        return cls(**{k: getattr(args, k) for k in ("device", "precision", "backend", "tile", "tile_overlap",
+                                                     "compile") if hasattr(args, k)})
 
     @classmethod
     def reference(cls, device: str | torch.device = "cpu", **changes) -> "RunOptions":
@@ -68,6 +69,8 @@ def add_run_arguments(parser) -> None:
                         help="what runs the generator: auto picks the fastest installed for the device and "
                              "precision (on the CPU: onnxruntime for fp32, openvino for bf16; torch on CUDA); the "
                              "first use of a model converts it to ONNX once and caches it")
+    parser.add_argument("--compile", default="off", choices=["off", "inductor", "aot_eager"],
+                        help="with the torch backend: torch.compile the generator (the first images compile)")
 
 
 def installed(*modules: str) -> bool:
@@ -217,6 +220,8 @@ class GeneratorRunner:
             self.net = net.to(self.device)
             if self.channels_last:
                 self.net = self.net.to(memory_format=torch.channels_last)
+            if o.compile != "off":  # in place; image sizes vary, so shapes are compiled dynamic
+                self.net.compile(backend=o.compile, dynamic=True)
         else:
             self.channels_last = False
             try:

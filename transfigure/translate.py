@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,8 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import Options, make_options
-from .data.images import IMG_EXTENSIONS, image_to_tensor, load_image, save_image, tensor_to_image, visible_files
+from .data.images import (IMG_EXTENSIONS, ImageLoadError, image_to_tensor, load_image, save_image, tensor_to_image,
+                          visible_files)
 from .methods import method_class, method_of
 from .nets import load_official_state_dict
 from .nets.spec import OPTION_KEYS, GeneratorSpec
@@ -148,6 +150,7 @@ def output_names(inputs: list[Path], root: Path | None = None) -> list[Path]:
 class TranslateSummary:
     written: list[Path] = field(default_factory=list)
     skipped_existing: list[Path] = field(default_factory=list)
+    unreadable: list[ImageLoadError] = field(default_factory=list)  # inputs passed over (without --strict)
 
     @property
     def videos(self) -> list[Path]:
@@ -155,7 +158,8 @@ class TranslateSummary:
 
 
 def report_written(summary: TranslateSummary, output) -> int:
-    """Say what a translate-like command wrote and kept; its exit status (0)."""
+    """Say what a translate-like command wrote, kept and could not read; its exit status
+    (1 when an input was unreadable)."""
     videos = len(summary.videos)
     print(f"Wrote {len(summary.written) - videos} image(s)" + (f" and {videos} video(s)" if videos else "")
           + f" to {output}")
@@ -163,6 +167,11 @@ def report_written(summary: TranslateSummary, output) -> int:
         print(f"Note: {AUDIO_NOTE}")
     if summary.skipped_existing:
         print(f"Kept {len(summary.skipped_existing)} existing output(s); use --overwrite to replace them")
+    if summary.unreadable:
+        print(f"Could not read {len(summary.unreadable)} input(s); nothing was written for them:", file=sys.stderr)
+        for error in summary.unreadable:
+            print(f"  {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -218,11 +227,13 @@ def needs_single_images(net: nn.Module, eval_mode: bool) -> bool:
 
 def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], output_dir: str | Path,
                      channels: int = 3, batch_size: int = 4, compare: bool = False, overwrite: bool = False,
-                     progress: bool = True, max_size: int = 0, root: Path | None = None) -> TranslateSummary:
+                     progress: bool = True, max_size: int = 0, root: Path | None = None,
+                     strict: bool = False) -> TranslateSummary:
     """Images and videos through `translate_images` into `output_dir` (names by
     `output_names`; images as PNG, videos in their own container). Same-size
     neighbouring images share a batch; videos go frame batch by frame batch.
-    Existing outputs are kept unless `overwrite`; an input file is never written to."""
+    Existing outputs are kept unless `overwrite`; an input file is never written to. An
+    unreadable input is listed in the summary and the others go on, unless `strict`."""
     output_dir = Path(output_dir)
     todo, summary = plan_outputs(inputs, output_dir, overwrite, ("compare",) if compare else (), root)
     images = [(s, t) for s, t in todo if not is_video_file(s)]
@@ -240,7 +251,13 @@ def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], outpu
 
     batch: list = []
     for source, target in tqdm(images, desc="translating", unit="img", disable=not progress or not images):
-        image = prepare(load_image(source, channels))
+        try:
+            image = prepare(load_image(source, channels))
+        except ImageLoadError as e:
+            if strict:
+                raise
+            summary.unreadable.append(e)
+            continue
         if batch and (len(batch) == batch_size or batch[-1][2].size != image.size):
             flush(batch)
             batch = []
@@ -249,7 +266,13 @@ def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], outpu
         flush(batch)
     for source, target in todo:
         if is_video_file(source):
-            translate_video(translate_images, source, target, batch_size, prepare, progress)
+            try:
+                translate_video(translate_images, source, target, batch_size, prepare, progress)
+            except ImageLoadError as e:
+                if strict:
+                    raise
+                summary.unreadable.append(e)
+                continue
             summary.written.append(target)
     return summary
 
@@ -257,7 +280,7 @@ def translate_inputs(translate_images: ImagesFunction, inputs: list[Path], outpu
 def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: str | Path,
                     run: RunOptions = RunOptions.reference(), batch_size: int = 4, compare: bool = False,
                     overwrite: bool = False, progress: bool = True, eval_mode: bool = False, max_size: int = 0,
-                    root: Path | None = None, announce: bool = False) -> TranslateSummary:
+                    root: Path | None = None, announce: bool = False, strict: bool = False) -> TranslateSummary:
     """`translate_inputs` with a generator run as `run` says: each image at its own size
     (or at most `max_size`), padded for the network and cropped back. As in the official
     test script, batch norm and dropout stay in training mode unless `eval_mode` (the
@@ -269,7 +292,7 @@ def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: 
     if needs_single_images(generator.net, eval_mode):
         batch_size = 1
     return translate_inputs(generator_images(runner, generator.input_nc), inputs, output_dir, generator.input_nc,
-                            batch_size, compare, overwrite, progress, max_size, root)
+                            batch_size, compare, overwrite, progress, max_size, root, strict)
 
 
 def add_input_arguments(parser) -> None:
@@ -288,4 +311,7 @@ def add_input_arguments(parser) -> None:
                         help=f"pixels shared by neighbouring tiles, cross-faded to hide seams "
                              f"(default {DEFAULT_TILE_OVERLAP}; at most half of --tile)")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first unreadable input (default: translate the others, list the "
+                             "unreadable ones at the end and exit with status 1)")
     add_run_arguments(parser)

@@ -78,10 +78,12 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     from ..data.datasets import create_dataset
     from ..methods import create_method
     from ..devices import resolve_device
-    from ..train import optimize, seed_everything
+    from ..devices import choose_precision
+    from ..train import MixedPrecision, optimize, seed_everything
 
     seed_everything(opt.seed, False)
     device = resolve_device(opt.device, opt.gpu_ids)
+    amp = MixedPrecision(choose_precision(opt.precision, device), device)
     dataset = create_dataset(opt, "train")
     method = create_method(opt, device)
     optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
@@ -91,12 +93,12 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     batches = [torch.utils.data.default_collate([dataset[(i * n + j) % len(dataset)] for j in range(n)])
                for i in range(warmup + steps)]
     for batch in batches[:warmup]:
-        optimize(method, batch, optimizers)
+        optimize(method, batch, optimizers, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     for batch in batches[warmup:]:
-        optimize(method, batch, optimizers)
+        optimize(method, batch, optimizers, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - started) / steps

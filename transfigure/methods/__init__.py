@@ -6,6 +6,8 @@ devices, checkpoints and logging.
 """
 from __future__ import annotations
 
+import torch
+
 from .base import Method
 from .cartoongan import CartoonGAN
 from .cyclegan import CycleGAN
@@ -34,4 +36,10 @@ def method_of(saved_options: dict) -> type[Method]:
 
 
 def create_method(opt, device) -> Method:
-    return method_class(opt.model)(opt, device)
+    method = method_class(opt.model)(opt, device)
+    if opt.channels_last:
+        method.nets.to(memory_format=torch.channels_last)
+    if opt.compile != "off":
+        for net in method.nets.values():
+            net.compile(backend=opt.compile)  # in place: the state_dict keys stay the checkpoints'
+    return method
