@@ -8,6 +8,12 @@ import torch
 torch.set_num_threads(1)
 
 
+# Converting each test's throwaway generator to ONNX would take most of the suite's time:
+# commands default to PyTorch here. The converted backends and `auto` are tested by name
+# (tests/test_runner.py, the speed benchmark, the published styles through the CLI).
+os.environ["TRANSFIGURE_BACKEND"] = "torch"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """Downloads and converted models go to a folder of this session's, never the user's cache

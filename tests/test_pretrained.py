@@ -198,13 +198,14 @@ def test_weights_option_overrides_the_download(tmp_path, monkeypatch):
 @needs_shared(WEIGHTS / "shinkai", PHOTOS / "temple.jpg")
 def test_cartoongan_style_through_translate_pretrained(tmp_path):
     """`translate --pretrained shinkai` takes the style's own path (450-px resize, BGR):
-    the authors' pipeline's result, not the plain translate path's."""
+    the authors' pipeline's result, not the plain translate path's, on the default backend."""
     from test_cartoonize import authors_pipeline, read_npy
 
     photo = tmp_path / "p.png"
     Image.open(PHOTOS / "temple.jpg").convert("RGB").resize((227, 151), Image.BICUBIC).save(photo)
+    # --backend auto: the default users get (onnxruntime or openvino on a CPU), converted from these weights.
     assert main(["translate", "--pretrained", "shinkai", "--weights", str(WEIGHTS / "shinkai"), "--input",
-                 str(photo), "--output", str(tmp_path / "o"), "--no_progress"]) == 0
+                 str(photo), "--output", str(tmp_path / "o"), "--no_progress", "--backend", "auto"]) == 0
     got = np.asarray(Image.open(tmp_path / "o" / "p.png"))
     expected = authors_pipeline(read_npy("shinkai"), Image.open(photo).convert("RGB"), 450)
     assert got.shape == expected.shape == (299, 450, 3)

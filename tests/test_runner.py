@@ -41,7 +41,7 @@ def test_auto_backend_follows_device_precision_and_what_is_installed():
         choose_backend("onnxruntime", CPU, BF16, net, available=BOTH)
     with pytest.raises(RuntimeError, match="pip install onnx onnxscript onnxruntime openvino"):
         choose_backend("openvino", CPU, FP32, net, available={"onnxruntime": True, "openvino": False})
-    with pytest.raises(ValueError, match="--backend 'tensorrt'"):
+    with pytest.raises(ValueError, match="--backend .*'tensorrt'"):
         RunOptions(backend="tensorrt")
 
 

@@ -108,8 +108,10 @@ def test_cartoonize_tiles_a_video_and_keeps_its_frames(random_style, tmp_path):
     for i in range(4):
         writer.write(np.full((64, 96, 3), 60 * i, np.uint8))
     writer.release()
+    # One engine for both runs: on flat frames instance norm divides by ~sqrt(eps), which
+    # magnifies the last-bit differences between engines to whole levels.
     common = ["cartoonize", "--style", "hayao", "--weights", str(random_style), "--input", str(clip), "--load_size",
-              "0", "--no_progress"]
+              "0", "--no_progress", "--backend", "torch"]
     assert main([*common, "--output", str(tmp_path / "out"), "--tile", "64", "--tile_overlap", "16"]) == 0
     fps, frames, width, height = video_info(tmp_path / "out" / "clip.avi")
     assert (fps, frames, width, height) == (5.0, 4, 96, 64)

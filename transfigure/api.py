@@ -16,7 +16,7 @@ from PIL import Image
 
 from .cartoonize import style_images
 from .pretrained import CARTOONGAN_PREPROCESSING, PLAIN, Preprocessing
-from .runner import DEFAULT_TILE_OVERLAP, GeneratorRunner, RunOptions
+from .runner import DEFAULT_TILE_OVERLAP, GeneratorRunner, RunOptions, default_backend
 from .translate import (collect_inputs, generator_images, input_root, needs_single_images, prepare_image,
                         translate_inputs)
 from .video import VIDEO_EXTENSIONS, is_video_file, translate_video
@@ -109,16 +109,17 @@ def load(model: str | Path, weights: str | Path | None = None, direction: str | 
          checkpoints_dir: str | Path = "checkpoints", epoch: str = "latest", eval_mode: bool = False,
          device: str | torch.device | None = None, progress: bool = True, tile: int = 0,
          tile_overlap: int = DEFAULT_TILE_OVERLAP, max_size: int = 0, precision: str = "auto",
-         backend: str = "auto") -> Translator:
+         backend: str | None = None) -> Translator:
     """A Translator from a published model's name (`transfigure models`), a weights
     file (.ckpt/.pth/.safetensors, or a folder of CartoonGAN .npy tensors), or a run
     name under `checkpoints_dir`. `tile`, `tile_overlap`, `max_size`, `precision` and
-    `backend` are as the command-line options of `transfigure translate`."""
+    `backend` are as the command-line options of `transfigure translate` (backend None:
+    $TRANSFIGURE_BACKEND, else auto)."""
     from .pretrained import MODELS, load_pretrained
     from .translate import load_generator
 
-    run = RunOptions(device=str(device or "auto"), precision=precision, backend=backend, tile=tile,
-                     tile_overlap=tile_overlap)
+    run = RunOptions(device=str(device or "auto"), precision=precision, backend=backend or default_backend(),
+                     tile=tile, tile_overlap=tile_overlap)
     sizes = dict(run=run, max_size=max_size, progress=progress)
     key = str(model).lower()
     if key in MODELS and not Path(model).exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -122,6 +123,8 @@ def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str |
     runner = GeneratorRunner(net, run, progress=progress)
     if announce:
         print(runner.describe())
+    elif runner.precision.warning:
+        warnings.warn(runner.precision.warning, RuntimeWarning, stacklevel=2)
     return translate_inputs(style_images(runner, load_size, bgr), inputs, output_dir,
                             overwrite=overwrite, progress=progress, max_size=max_size, root=root, strict=strict)
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -25,6 +26,12 @@ from .nets.common import _min_size, accepts_any_size, size_multiple
 from .nets.tiling import SharedStatistics, check_tiling, run_tiled
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+BACKEND_ENV = "TRANSFIGURE_BACKEND"  # the default of --backend, e.g. torch on a machine where conversions do not pay
+
+
+def default_backend() -> str:
+    return os.environ.get(BACKEND_ENV) or "auto"
+
 DEFAULT_TILE_OVERLAP = 128  # its outer quarter, 32 px, is dropped: where border artifacts lie
 _EXPORT_MODULES = ("onnx", "onnxscript")  # what converting a net to ONNX needs
 
@@ -34,7 +41,7 @@ class RunOptions:
     """What the user asked for; `GeneratorRunner` resolves 'auto' for the hardware."""
     device: str = "auto"
     precision: str = "auto"
-    backend: str = "auto"
+    backend: str = field(default_factory=default_backend)
     tile: int = 0
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     channels_last: bool = True  # torch backend on the CPU: measured faster for these conv nets
@@ -45,7 +52,7 @@ class RunOptions:
         if self.precision not in PRECISIONS:
             raise UsageError(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.backend not in BACKENDS:
-            raise UsageError(f"--backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+            raise UsageError(f"--backend (or ${BACKEND_ENV}) {self.backend!r}: choose one of {', '.join(BACKENDS)}")
 
     @classmethod
     def from_args(cls, args) -> "RunOptions":
@@ -65,8 +72,8 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="arithmetic: auto picks bf16 where the CPU (avx512_bf16/amx_bf16) or GPU runs it "
                              "natively, fp32 otherwise, and says why")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="what runs the generator: auto picks the fastest installed for the device and "
+    parser.add_argument("--backend", default=default_backend(), choices=BACKENDS,
+                        help=f"what runs the generator (default ${BACKEND_ENV}, else auto): auto picks the fastest installed for the device and "
                              "precision (on the CPU: onnxruntime for fp32, openvino for bf16; torch on CUDA); the "
                              "first use of a model converts it to ONNX once and caches it")
     parser.add_argument("--compile", default="off", choices=["off", "inductor", "aot_eager"],
@@ -92,8 +99,8 @@ class Backend:
 def choose_backend(requested: str, device: torch.device, precision: Precision, net: nn.Module,
                    tile: int = 0, available: dict[str, bool] | None = None) -> Backend:
     """Which backend runs `net`. 'auto': PyTorch on CUDA; on the CPU OpenVINO for bf16
-    and fp16 (ONNX Runtime's CPU kernels are fp32 only), ONNX Runtime for fp32 (it beat
-    OpenVINO at fp32 on both CPUs measured, see the README), else whichever is installed,
+    and fp16 (ONNX Runtime's CPU kernels are fp32 only), ONNX Runtime for fp32 (level with
+    OpenVINO on an avx512_bf16 CPU, faster on an AVX2 one; see the README), else whichever is installed,
     else PyTorch. PyTorch also where only it computes the same result: a net in training
     mode with batch norm or dropout, or tiles whose normalisation shares whole-image
     statistics. `available` (backend -> installed) defaults to this machine's."""
@@ -224,16 +231,15 @@ class GeneratorRunner:
                 self.net.compile(backend=o.compile, dynamic=True)
         else:
             self.channels_last = False
-            try:
-                path = cached_onnx(net.cpu(), input_nc, progress)
+            try:  # exported in the default memory order: a channels_last net exports a broken graph
+                path = cached_onnx(net.cpu().to(memory_format=torch.contiguous_format), input_nc, progress)
+                self.net = _openvino_net(path, net, precision) if self.backend.name == "openvino" else \
+                    _onnxruntime_net(path, net)
             except Exception as e:  # noqa: BLE001 - auto never fails where PyTorch runs; asked for, it does
                 if o.backend != "auto":
                     raise
-                self.backend = Backend("torch", f"auto: converting to ONNX failed ({e})")
+                self.backend = Backend("torch", f"auto: the {self.backend.name} backend failed ({e})")
                 self.net = net.to(self.device)
-                return
-            self.net = _openvino_net(path, net, precision) if self.backend.name == "openvino" else \
-                _onnxruntime_net(path, net)
 
     def describe(self) -> str:
         return (f"Running on {self.device.type} with the {self.backend.name} backend ({self.backend.reason}), "

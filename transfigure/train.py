@@ -163,6 +163,8 @@ class Trainer:
         self.amp = MixedPrecision(choose_precision(opt.precision, self.device), self.device)
         if progress:
             print(f"Training on {self.device.type}, {self.amp.precision.describe()}")
+        elif self.amp.precision.warning:
+            warnings.warn(self.amp.precision.warning, RuntimeWarning, stacklevel=2)
         self.dir = ckpt.run_dir(opt)
         seed_everything(opt.seed, opt.deterministic)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import glob
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -289,6 +290,8 @@ def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: 
     runner = GeneratorRunner(generator.net, run, generator.input_nc, eval_mode, progress)
     if announce:
         print(runner.describe())
+    elif runner.precision.warning:
+        warnings.warn(runner.precision.warning, RuntimeWarning, stacklevel=2)
     if needs_single_images(generator.net, eval_mode):
         batch_size = 1
     return translate_inputs(generator_images(runner, generator.input_nc), inputs, output_dir, generator.input_nc,
