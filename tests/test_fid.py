@@ -177,7 +177,7 @@ def test_offline_without_inception_weights_is_one_clear_error(tmp_path, monkeypa
     assert "\n" not in message
     assert fid.INCEPTION_FILE in message and url in message and "--inception_weights" in message
     assert not (tmp_path / "torch_home" / "hub" / "checkpoints" / fid.INCEPTION_FILE).exists()
-    assert not list((tmp_path / "torch_home" / "hub" / "checkpoints").glob("*.part"))
+    assert not list((tmp_path / "torch_home" / "hub" / "checkpoints").glob(".transfigure-*"))
 
     with pytest.raises(fid.InceptionWeightsError, match="no such file"):
         fid.inception_weights(str(tmp_path / "nothere.pth"))

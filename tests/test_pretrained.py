@@ -117,7 +117,7 @@ def test_translate_pretrained_downloads_once_and_loads_a_legacy_file(mirror, tmp
     assert main(["translate", "--pretrained", "horse2zebra", "--input", str(photo), "--output", str(out),
                  "--no_progress"]) == 0
     cached = cached_path(get_model("horse2zebra"))
-    assert cached.is_file() and not list(cached.parent.glob("*.part"))
+    assert cached.is_file() and not list(cached.parent.glob(".transfigure-*"))
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
         expected = ((run_padded(net, x)[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
@@ -138,7 +138,7 @@ def test_truncated_and_wrong_checksum_downloads_are_never_cached(mirror):
     with pytest.raises(DownloadError, match="sha256"):
         fetch(wrong, progress=False)
     folder = cached_path(wrong).parent
-    assert not cached_path(wrong).exists() and not list(folder.glob("*.part"))
+    assert not cached_path(wrong).exists() and not list(folder.glob(".transfigure-*"))
 
 
 def test_cut_short_without_content_length_is_never_cached(mirror):
@@ -147,7 +147,7 @@ def test_cut_short_without_content_length_is_never_cached(mirror):
     with pytest.raises(DownloadError, match="monet2photo.pth.*cut short"):
         fetch(get_model("monet2photo"), progress=False)
     assert not cached_path(get_model("monet2photo")).exists()
-    assert not list(cached_path(get_model("monet2photo")).parent.glob("*.part"))
+    assert not list(cached_path(get_model("monet2photo")).parent.glob(".transfigure-*"))
 
 
 def test_a_damaged_cached_file_is_removed_and_the_message_says_retry(mirror, tmp_path, capsys):

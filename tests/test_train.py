@@ -89,7 +89,7 @@ def test_crash_mid_save_leaves_last_checkpoint_loadable(tiny_dataset, tmp_path, 
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert ckpt.load_training_state(path)["total_steps"] == 2
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert not list(path.parent.glob(".transfigure-*"))
 
 
 def test_ctrl_c_saves_and_resumes(tiny_dataset, tmp_path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +24,8 @@ import yaml
 
 from .errors import UsageError
 from .config import Options
+from .tempfiles import temporary_path
+from .torchfiles import read_torch_file
 
 FORMAT = "transfigure-training-state"
 FORMAT_VERSION = 1
@@ -38,8 +39,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp_path)`, then rename the finished file onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = str(temporary_path(path))
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -72,15 +72,15 @@ def save_generator(state_dict: dict[str, torch.Tensor], path_stem: Path) -> None
 def load_tensor_file(path: Path) -> dict[str, torch.Tensor]:
     """A plain state dict from .pth/.pt (weights only) or .safetensors."""
     path = Path(path)
+    if path.suffix != ".safetensors":
+        return read_torch_file(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch and safetensors raise many kinds for bad files
-        raise CheckpointError(f"{path}: cannot read it as a weights file ({type(e).__name__}: {e})") from e
+        from safetensors.torch import load_file
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several kinds for bad files
+        raise CheckpointError(f"{path}: cannot read it as a safetensors file ({type(e).__name__}: {e})") from e
 
 
 def run_dir(opt: Options) -> Path:
@@ -95,10 +95,7 @@ def load_training_state(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there (train first, or check --name/--epoch/--checkpoints_dir)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from e
+    state = read_torch_file(path, "training checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a transfigure training checkpoint")
     return state

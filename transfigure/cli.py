@@ -144,10 +144,9 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .export import INSTALL_HINT, ExportWrapper, check_export, export_generator
+    from .export import INSTALL_HINT, ExportWrapper, check_export, check_export_path, export_generator
 
-    if Path(args.out).exists() and not args.overwrite:  # before any download
-        raise FileExistsError(f"{args.out}: already exists; pass --overwrite to replace it")
+    check_export_path(args.out, args.format, args.overwrite, args.checkpoint)  # before any download
     generator, preprocessing = _generator_from_args(args)
     net, input_nc = generator.net, generator.input_nc
     net = net.cpu().eval()
@@ -159,7 +158,8 @@ def _cmd_export(args) -> int:
         print(f"Not checked against PyTorch: that needs onnxruntime ({INSTALL_HINT})")
         return 0
     sizes = ((64, 96), (70, 50))
-    diff = check_export(out, ExportWrapper(net, bgr=preprocessing.bgr).eval(), sizes=sizes, input_nc=input_nc)
+    diff = check_export(out, ExportWrapper(net, bgr=preprocessing.bgr).eval(), sizes=sizes, input_nc=input_nc,
+                        format=args.format)
     print(f"Checked at {' and '.join(f'{h}x{w}' for h, w in sizes)}: max abs difference from PyTorch {diff:.2e}")
     return 0
 
@@ -425,10 +425,10 @@ def _add_benchmark_arguments(p, module: str, seeds: int, threads: str, min_size:
 
 
 def _add_benchmark(sub) -> None:
-    from .cartoonize import STYLES
     from .translate import DEFAULT_TILE_OVERLAP
 
-    p = sub.add_parser("benchmark", help="reproduce the papers' comparisons on built-in tasks; measure tiling memory and speed")
+    p = sub.add_parser("benchmark",
+                       help="reproduce the papers' comparisons on built-in tasks; measure tiling memory and speed")
     b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
     a = b_sub.add_parser(
         "ablation", help="the CycleGAN paper's ablations and baselines, trained under one budget",
@@ -484,9 +484,7 @@ def _add_benchmark(sub) -> None:
                     "its own process, and reports each process's peak resident memory and time in OUT/table.md "
                     "and OUT/results.json.")
     t.add_argument("--out", default="results/tiling_bench", help="folder for inputs, outputs and the table")
-    t.add_argument("--style", default="hayao", type=str.lower, choices=list(STYLES))
-    t.add_argument("--weights", default=None, help="local weights of the style (as cartoonize --weights)")
-    t.add_argument("--photo", default=None, help="the photo to resize (default: a synthetic street scene)")
+    _add_benchmark_photo_arguments(t)
     t.add_argument("--size", default="4000x3000", help="size of the tiled case, WIDTHxHEIGHT")
     t.add_argument("--tile", type=int, default=512)
     t.add_argument("--tile_overlap", type=int, default=DEFAULT_TILE_OVERLAP)
@@ -496,9 +494,17 @@ def _add_benchmark(sub) -> None:
     _add_benchmark_speed(b_sub)
 
 
+def _add_benchmark_photo_arguments(p) -> None:
+    """The published style and the photo a benchmark cartoonizes."""
+    from .cartoonize import STYLES
+
+    p.add_argument("--style", default="hayao", type=str.lower, choices=list(STYLES))
+    p.add_argument("--weights", default=None, help="local weights of the style (as cartoonize --weights)")
+    p.add_argument("--photo", default=None, help="the photo to resize (default: a synthetic street scene)")
+
+
 def _add_benchmark_speed(b_sub) -> None:
     from .benchmarks.speed import MODELS, TRAIN_MODES, TRANSLATE_MODES
-    from .cartoonize import STYLES
 
     s = b_sub.add_parser(
         "speed", help="seconds per training iteration and per translated image, for every way of running",
@@ -515,9 +521,7 @@ def _add_benchmark_speed(b_sub) -> None:
                    help=f"training modes (none: skip training): {', '.join(repr(m) for m in TRAIN_MODES)}")
     s.add_argument("--translate_modes", nargs="*", default=None, metavar="MODE",
                    help=f"translation modes (none: skip): {', '.join(repr(m) for m in TRANSLATE_MODES)}")
-    s.add_argument("--style", default="hayao", type=str.lower, choices=list(STYLES))
-    s.add_argument("--weights", default=None, help="local weights of the style (as cartoonize --weights)")
-    s.add_argument("--photo", default=None, help="the photo to translate (default: a synthetic street scene)")
+    _add_benchmark_photo_arguments(s)
     s.add_argument("--translate_size", default="1024x768", help="size the photo is brought to, WIDTHxHEIGHT")
     s.add_argument("--warmup", type=config.int_at_least(0), default=1, help="untimed iterations first")
     s.add_argument("--steps", type=config.int_at_least(1), default=3,
@@ -659,6 +663,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"transfigure {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if os.environ.get("TRANSFIGURE_DEBUG"):
+            raise
+        # Every writer renames finished files into place: what exists is whole.
+        print(f"transfigure {args.command}: stopped; the outputs written so far are complete; run the same "
+              "command again to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

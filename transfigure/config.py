@@ -218,6 +218,10 @@ def make_options(overrides: dict[str, Any] | None = None, preset: str | None = N
 
 
 def validate(o: Options) -> None:
+    name = Path(o.name)
+    if not o.name.strip() or name.is_absolute() or ".." in name.parts:
+        raise ConfigError(f"--name {o.name!r}: a run's name is a folder inside --checkpoints_dir (no absolute path, "
+                          "no '..'); use --checkpoints_dir to choose where runs go")
     positive = ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D")
     for name in positive:
         if getattr(o, name) <= 0:

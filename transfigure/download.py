@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .tempfiles import temporary_path
 from .errors import SetupError
 
 __all__ = ["DownloadError", "cache_dir", "download"]
@@ -47,10 +47,10 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size:
     def error(reason: str) -> DownloadError:
         return DownloadError(f"cannot download {url}: {reason}" + (f". {hint}" if hint else ""))
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = temporary_path(dest)
     try:
         digest, received, announced = hashlib.sha256(), 0, None
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             try:
                 request = urllib.request.Request(url, headers={"User-Agent": "transfigure"})
                 with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -82,12 +82,12 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size:
             raise error(f"sha256 {digest.hexdigest()} does not start with the expected {sha256_prefix.lower()}")
         if validate is not None:
             try:
-                validate(Path(tmp))
+                validate(tmp)
             except Exception as e:
                 raise error(f"the {received} bytes received are not a usable file ({type(e).__name__}: {e}); "
                             "the transfer was probably cut short, try again") from e
         os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return dest

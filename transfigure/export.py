@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from .nets.common import _min_size, accepts_any_size, size_multiple
+from .tempfiles import temporary_path
 from .errors import SetupError, UsageError
 
 __all__ = ["ExportWrapper", "export_generator", "check_export", "FORMATS"]
@@ -145,6 +145,29 @@ def _onnx(wrapper: ExportWrapper, example: torch.Tensor, path: str, opset: int |
                                f"{first}; then {type(e).__name__}: {e}") from e
 
 
+# Suffixes of weights files, which a TorchScript export must not take (translate would
+# then read it as weights and refuse it).
+WEIGHTS_SUFFIXES = (".pth", ".ckpt", ".safetensors", ".npy")
+
+
+def check_export_path(out: str | os.PathLike, format: str, overwrite: bool = False,
+                      source: str | os.PathLike | None = None) -> None:
+    """Refuse, before any work, an --out that is a folder, names the wrong kind of file,
+    is the model being exported, or exists without --overwrite."""
+    out = Path(out)
+    if out.is_dir():
+        example = out / ("model.onnx" if format == "onnx" else "model.pt")
+        raise UsageError(f"--out {out}: is a folder; give a file name, e.g. {example}")
+    if format == "onnx" and out.suffix.lower() != ".onnx":
+        raise UsageError(f"--out {out}: an ONNX file must end in .onnx")
+    if format == "torchscript" and out.suffix.lower() in (".onnx", *WEIGHTS_SUFFIXES):
+        raise UsageError(f"--out {out}: {out.suffix} is for weights or ONNX files; name a TorchScript file .pt")
+    if source is not None and out.exists() and out.resolve() == Path(source).resolve():
+        raise UsageError(f"--out {out} is the --checkpoint being exported; choose another file")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
+
+
 def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = "onnx", input_nc: int = 3,
                      bgr: bool = False, example_size: tuple[int, int] = (256, 256), opset: int | None = None,
                      overwrite: bool = False, dynamo: bool | None = None) -> Path:
@@ -176,9 +199,8 @@ def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = 
     example = example.to(param.device) if param is not None else example
     was_training = net.training
     net.eval()
-    # A hidden name beside the target (os.replace is then a rename on one file system), not
-    # created in advance: mkstemp's 0600 mode would stick to the exported file.
-    tmp = str(out.with_name(f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
+    # Not created in advance: mkstemp's 0600 mode would stick to the exported file.
+    tmp = str(temporary_path(out))
     try:
         wrapper = ExportWrapper(net, bgr=bgr).eval()
         if format == "onnx":
@@ -220,6 +242,9 @@ def check_export(path: str | os.PathLike, reference: nn.Module,
         for h, w in sizes:
             x = torch.rand(batch, input_nc, h, w, generator=gen)
             got, want = run(x).float(), reference(x.to(device)).float().cpu()
+            if not (torch.isfinite(got).all() and torch.isfinite(want).all()):
+                raise SetupError(f"{path}: the model gives NaN or Inf for a {h}x{w} input; its weights are "
+                                 "broken (a diverged run?) and the export is not usable")
             if got.shape != want.shape:
                 raise SetupError(f"{path}: output shape {tuple(got.shape)} for a {h}x{w} input, "
                                    f"expected {tuple(want.shape)}")

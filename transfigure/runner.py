@@ -73,9 +73,10 @@ def add_run_arguments(parser) -> None:
                         help="arithmetic: auto picks bf16 where the CPU (avx512_bf16/amx_bf16) or GPU runs it "
                              "natively, fp32 otherwise, and says why")
     parser.add_argument("--backend", default=default_backend(), choices=BACKENDS,
-                        help=f"what runs the generator (default ${BACKEND_ENV}, else auto): auto picks the fastest installed for the device and "
-                             "precision (on the CPU: onnxruntime for fp32, openvino for bf16; torch on CUDA); the "
-                             "first use of a model converts it to ONNX once and caches it")
+                        help=f"what runs the generator (default ${BACKEND_ENV}, else auto): auto picks the fastest "
+                             "installed for the device and precision (on the CPU: onnxruntime for fp32, openvino "
+                             "for bf16; torch on CUDA); the first use of a model converts it to ONNX once and "
+                             "caches it")
     parser.add_argument("--compile", default="off", choices=["off", "inductor", "aot_eager"],
                         help="with the torch backend: torch.compile the generator (the first images compile)")
 
@@ -99,9 +100,9 @@ class Backend:
 def choose_backend(requested: str, device: torch.device, precision: Precision, net: nn.Module,
                    tile: int = 0, available: dict[str, bool] | None = None) -> Backend:
     """Which backend runs `net`. 'auto': PyTorch on CUDA; on the CPU OpenVINO for bf16
-    and fp16 (ONNX Runtime's CPU kernels are fp32 only), ONNX Runtime for fp32 (level with
-    OpenVINO on an avx512_bf16 CPU, faster on an AVX2 one; see the README), else whichever is installed,
-    else PyTorch. PyTorch also where only it computes the same result: a net in training
+    and fp16 (ONNX Runtime's CPU kernels are fp32 only), ONNX Runtime for fp32 (level
+    with OpenVINO on an avx512_bf16 CPU, faster on an AVX2 one; see the README), else
+    whichever is installed, else PyTorch. PyTorch also where only it computes the same result: a net in training
     mode with batch norm or dropout, or tiles whose normalisation shares whole-image
     statistics. `available` (backend -> installed) defaults to this machine's."""
     if requested not in BACKENDS:
@@ -251,6 +252,10 @@ class GeneratorRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = self.precision.autocast(self.device) if self.backend.name == "torch" else contextlib.nullcontext()
         with autocast:
-            y = run_tiled(self.net, x, self.options.tile, self.options.tile_overlap)
-        return y.float().cpu()
+            y = run_tiled(self.net, x, self.options.tile, self.options.tile_overlap).float().cpu()
+        if not torch.isfinite(y).all():
+            hint = "; try --precision fp32" if self.precision.name != "fp32" else ""
+            raise SetupError(f"the generator gave NaN or Inf values for a {x.shape[-1]}x{x.shape[-2]} image: its "
+                             f"weights or this precision ({self.precision.name}) cannot be used{hint}")
+        return y
 

@@ -4,7 +4,6 @@ reads and writes pictures only); the commands say so."""
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .data.images import ImageLoadError
+from .tempfiles import temporary_path
 from .errors import SetupError, UsageError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov")
@@ -83,7 +83,7 @@ def translate_video(translate_images: Callable[[list[Image.Image]], list[Image.I
         raise ImageLoadError(source, "the video states no frame rate; re-encode it (e.g. with ffmpeg) and retry")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Same folder (a rename, not a copy) and same extension (OpenCV picks the container by it).
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    tmp = temporary_path(target, keep_suffix=True)
     writer, frames = None, 0
     bar = tqdm(total=stated_frames or None, desc=source.name, unit="frame", disable=not progress)
 

@@ -8,12 +8,12 @@ a message naming it instead of a decoder traceback deep inside a worker.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
+from ..tempfiles import temporary_path
 from ..errors import UsageError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -139,8 +139,7 @@ def save_image(image: torch.Tensor | Image.Image, path: str | Path) -> Path:
         raise UsageError(f"{path}: unknown image extension (use e.g. .png or .jpg)")
     img = image if isinstance(image, Image.Image) else tensor_to_image(image)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden temp name in the same folder, so os.replace is a rename on one file system.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "xb") as f:
             img.save(f, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))

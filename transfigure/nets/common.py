@@ -205,10 +205,8 @@ def load_official_state_dict(net: nn.Module, state_dict_or_path) -> nn.Module:
     sd = state_dict_or_path
     if isinstance(sd, (str, os.PathLike)):
         source = f"{os.fspath(sd)}: "
-        try:
-            sd = torch.load(sd, map_location="cpu", weights_only=True)
-        except Exception as e:  # unreadable, not a torch file, or pickled objects
-            raise UsageError(f"{source}cannot read a state dict ({type(e).__name__}: {e})") from e
+        from ..torchfiles import read_torch_file
+        sd = read_torch_file(sd)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for k, v in sd.items() if k != "_metadata"):
         top = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
         raise UsageError(f"{source}does not hold a plain state dict of tensors (found {top}); "
@@ -233,5 +231,9 @@ def load_official_state_dict(net: nn.Module, state_dict_or_path) -> nn.Module:
             parts.append(f"{len(shapes)} keys with other shapes: " + _examples(
                 [f"{k} {list(sd[k].shape)} vs {list(expected[k].shape)}" for k in shapes]))
         raise UsageError("; ".join(parts))
+    broken = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # a diverged or damaged run: its images would be black or noise
+        raise UsageError(f"{source}the weights hold NaN or Inf values ({_examples(broken)}); the run diverged or "
+                         "the file is damaged: use an earlier checkpoint")
     target.load_state_dict(sd, strict=True)
     return net

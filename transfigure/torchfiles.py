@@ -1,0 +1,56 @@
+"""Reading PyTorch files the safe way, with one clear line for each bad file.
+
+Every file is loaded with `weights_only=True`: tensors and plain containers
+only, never pickled objects, so a hostile file cannot run code. When PyTorch
+refuses one, its own message suggests `weights_only=False`, exactly the wrong
+advice for a file of unknown origin; the messages here say what the file is
+instead."""
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UsageError
+
+
+class TorchFileError(UsageError):
+    """A file that cannot be read as tensors; the message names it."""
+
+
+def read_torch_file(path: str | os.PathLike, what: str = "weights file") -> Any:
+    path = Path(path)
+    if path.is_dir():
+        raise TorchFileError(f"{path}: is a folder, not a {what}")
+    if not path.is_file():
+        raise TorchFileError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise TorchFileError(f"{path}: is empty (0 bytes); an interrupted download or copy? Get the file again")
+    if _is_torchscript(path):  # refused before torch.load, which would hand it to torch.jit.load
+        raise TorchFileError(f"{path}: cannot read it as a {what}: it is a TorchScript archive (a program, not "
+                             "weights; run it with torch.jit.load)")
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise TorchFileError(
+            f"{path}: not a plain {what}: it holds Python objects that only unpickling could create, which "
+            "could run code, so it is not loaded (and should not be, with pickle enabled, unless you trust "
+            "where it came from); save a state dict of tensors instead") from None
+    except Exception as e:  # noqa: BLE001 - zip, EOF, or format errors of a damaged or foreign file
+        raise TorchFileError(f"{path}: cannot read it as a {what}: it is damaged, cut short, or not a PyTorch "
+                             f"file ({type(e).__name__})") from None
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith("constants.pkl") or "/code/" in name for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
