@@ -135,3 +135,16 @@ def test_ctrl_c_is_one_line_and_status_130(capsys, weights, photo, tmp_path, mon
     code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
                     str(tmp_path / "o"), "--no_progress")
     assert code == 130 and "stopped" in one_line(err) and "run the same command again" in err
+
+
+@pytest.mark.parametrize("option,value,says", [("--ngf", "8", "--ngf 8 (recorded: 4)"),
+                                               ("--netG", "resnet_foo", "--netG resnet_foo"),
+                                               ("--direction", "BtoA", "--direction BtoA")])
+def test_options_that_contradict_a_run_are_errors(capsys, weights, photo, tmp_path, option, value, says):
+    code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
+                    str(tmp_path / "o"), "--no_progress", option, value)
+    assert code == 2 and says in one_line(err) and not (tmp_path / "o").exists()
+    # Options that agree with the record are fine.
+    code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
+                    str(tmp_path / "ok"), "--no_progress", "--ngf", "4")
+    assert code == 0, err

@@ -198,6 +198,13 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+def parse_option(name: str, value: Any) -> Any:
+    """One option's value typed and checked as the command line does (ConfigError naming it)."""
+    if name not in OPTION_FIELDS:
+        raise ConfigError(f"unknown option --{name}")
+    return _coerce(name, value)
+
+
 def make_options(overrides: dict[str, Any] | None = None, preset: str | None = None) -> Options:
     """Options from defaults, then a preset, then explicit overrides; validated."""
     overrides = dict(overrides or {})

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import Options, make_options
+from .config import Options, make_options, parse_option
 from .data.images import (IMG_EXTENSIONS, ImageLoadError, image_to_tensor, load_image, save_image, tensor_to_image,
                           visible_files)
 from .methods import method_class, method_of
@@ -69,25 +69,42 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
                    architecture: dict | None = None) -> LoadedGenerator:
     """A generator from a run (`name`), a training checkpoint (.ckpt), or a
     plain state dict (.pth/.safetensors). Plain files take their architecture
-    from the run's options.yaml beside them, else from `architecture`
-    (defaults: the official CycleGAN generator) and map the way their file
-    name says (`*net_G_B*` is B -> A), whatever `direction` says."""
+    from the run's options.yaml beside them, completed by `architecture`
+    (defaults: the official CycleGAN generator), and map the way their file
+    name says (`*net_G_B*` is B -> A). `architecture` values that contradict
+    what a run recorded, and `direction` with a plain file, are errors."""
     if (name is None) == (checkpoint is None):
         raise UsageError("give exactly one of --name or --checkpoint")
+    given = {k: parse_option(k, v) for k, v in (architecture or {}).items()}
     if name is not None:
         folder = Path(checkpoints_dir) / name
         checkpoint = ckpt.run_checkpoint(folder, epoch, generator_for(ckpt.read_options(folder), direction))
     path = Path(checkpoint)
     if path.suffix == ".ckpt":
         state = ckpt.load_training_state(path)
+        _refuse_contradictions(given, state["options"], path)
         net_name = generator_for(state["options"], direction)
         opt = make_options({k: state["options"][k] for k in GENERATOR_OPTION_KEYS})
         return _build(opt, net_name, state["nets"][net_name], str(path))
 
+    if name is None and direction is not None:
+        raise UsageError(f"--direction {direction}: {path.name} is one generator, which translates the way it was "
+                         "trained (a file named *net_G_B* maps B -> A); drop --direction")
     state_dict = ckpt.load_tensor_file(path)
-    saved = ckpt.read_options(path.parent) or (architecture or {})
+    recorded = ckpt.read_options(path.parent)
+    _refuse_contradictions(given, recorded, path.parent / ckpt.OPTIONS_FILE)
+    saved = {**given, **recorded}  # options typed here describe what the folder does not record
     opt = make_options({k: v for k, v in saved.items() if k in GENERATOR_OPTION_KEYS})
     return _build(opt, "G_B" if "net_G_B" in path.name else "G", state_dict, str(path))
+
+
+def _refuse_contradictions(given: dict, recorded: dict, source: Path) -> None:
+    """Architecture options typed on the command line must agree with what a run recorded."""
+    conflicts = [f"--{k} {v} (recorded: {recorded[k]})" for k, v in given.items()
+                 if k in recorded and recorded[k] != v]
+    if conflicts:
+        raise ckpt.CheckpointError(f"{source} records the architecture this model was trained with, and "
+                                   f"{'; '.join(conflicts)} contradict it; drop those options")
 
 
 def collect_inputs(input_path: str | Path, recursive: bool = False) -> list[Path]:
