@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from transfigure.cli import main
+from shared_data import WEIGHTS, needs_weights
 from transfigure.nets import define_G
 
 
@@ -147,4 +148,16 @@ def test_options_that_contradict_a_run_are_errors(capsys, weights, photo, tmp_pa
     # Options that agree with the record are fine.
     code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
                     str(tmp_path / "ok"), "--no_progress", "--ngf", "4")
+    assert code == 0, err
+
+
+@needs_weights
+def test_a_published_styles_weights_under_another_name_are_refused(capsys, photo, tmp_path):
+    for argv in (["translate", "--pretrained", "shinkai"], ["cartoonize", "--style", "shinkai"]):
+        code, err = run(capsys, *argv, "--weights", str(WEIGHTS / "hayao"), "--input", str(photo), "--output",
+                        str(tmp_path / "o"), "--no_progress")
+        assert code == 2 and "published hayao weights, not shinkai" in one_line(err) and "hayao" in err
+    assert not (tmp_path / "o").exists()
+    code, err = run(capsys, "cartoonize", "--style", "shinkai", "--weights", str(WEIGHTS / "shinkai"), "--input",
+                    str(photo), "--output", str(tmp_path / "right"), "--no_progress")
     assert code == 0, err

@@ -70,15 +70,21 @@ def load_style(style: str, weights: str | os.PathLike | None = None, base_url: s
                progress: bool = True) -> CartoonGANGenerator:
     """The published generator of `style` in eval mode, from `weights` (a folder of .npy
     files or a .pth/.safetensors file) or from the cache, downloading what it lacks."""
+    from .pretrained import check_fingerprint, get_model
+
     style = _check_style(style)
     net = CartoonGANGenerator()
     if weights is not None:
-        return load_published_weights(net, weights).eval()
+        load_published_weights(net, weights)
+        check_fingerprint(get_model(style), net, f"--weights {weights}")
+        return net.eval()
     folder = fetch_style(style, base_url, progress)
     try:
-        return load_published_weights(net, folder).eval()
+        load_published_weights(net, folder)
+        check_fingerprint(get_model(style), net, folder)
     except ValueError as e:  # e.g. a file damaged on disk after it was verified
         raise UsageError(f"{e}; delete {folder} to download the weights again") from e
+    return net.eval()
 
 
 def style_size(size: tuple[int, int], load_size: int) -> tuple[int, int]:

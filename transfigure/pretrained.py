@@ -12,6 +12,7 @@ Weights load with `torch.load(..., weights_only=True)`: never unpickled as code.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,9 @@ class PublishedModel:
     licence: str = ""
     sha256: str | None = None   # checked when known
     size: int | None = None
+    # torchfiles.tensor_digest of the loaded generator's state_dict, when known: checks local
+    # --weights (and downloads) really are this model, whatever their file layout.
+    fingerprint: str | None = None
 
     @property
     def tensor_folder(self) -> bool:
@@ -96,10 +100,36 @@ def _pix2pix(name: str, task: str) -> PublishedModel:
                           CYCLEGAN_LICENCE)
 
 
+# Digests of the public copies, computed from the files in this project's shared/weights
+# (the same files); hosoda and paprika have none recorded yet.
+CARTOONGAN_FINGERPRINTS = {"hayao": "5c963cf49cc5f0b5bfd1", "shinkai": "1ce3b7e681d13565840e"}
+
+
 def _cartoongan(style: str) -> PublishedModel:
     return PublishedModel(style, "cartoongan", f"photo -> {style.capitalize()} cartoon",
                           f"style_transfer/cartoongan/pretrained_weights/{style}", CARTOONGAN_HOST,
-                          {"netG": "cartoongan"}, CARTOONGAN_PREPROCESSING, CARTOONGAN_LICENCE)
+                          {"netG": "cartoongan"}, CARTOONGAN_PREPROCESSING, CARTOONGAN_LICENCE,
+                          fingerprint=CARTOONGAN_FINGERPRINTS.get(style))
+
+
+def check_fingerprint(model: PublishedModel, net: torch.nn.Module, source) -> None:
+    """Weights that load into the model's architecture but are not its weights: another
+    published model's (e.g. the hayao folder given as shinkai) are refused; weights of
+    no published model (fine-tuned, your own) are used, with a warning that the output
+    is not the published model's."""
+    from .torchfiles import tensor_digest
+
+    if model.fingerprint is None:
+        return
+    digest = tensor_digest(net.state_dict())
+    if digest == model.fingerprint:
+        return
+    others = [m.name for m in MODELS.values() if m.fingerprint == digest]
+    if others:
+        raise UsageError(f"{source}: these are the published {others[0]} weights, not {model.name}'s; "
+                         f"ask for {others[0]}, or give {model.name}'s own weights")
+    warnings.warn(f"{source}: not the published {model.name} weights (their values differ); the results come "
+                  "from these weights", RuntimeWarning, stacklevel=3)
 
 
 MODELS: dict[str, PublishedModel] = {m.name: m for m in [
@@ -167,7 +197,9 @@ def load_pretrained(name: str, weights: str | os.PathLike | None = None, progres
     if weights:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"--weights {weights}: no such file")
-        return load_generator(checkpoint=weights, architecture=model.architecture)
+        loaded = load_generator(checkpoint=weights, architecture=model.architecture)
+        check_fingerprint(model, loaded.net, f"--weights {weights}")
+        return loaded
     path = fetch(model, progress)
     try:
         return load_generator(checkpoint=path, architecture=model.architecture)

@@ -11,7 +11,6 @@ converter's version.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass, field, replace
@@ -22,6 +21,7 @@ from torch import nn
 from .devices import PRECISIONS, Precision, choose_precision, resolve_device
 from .errors import SetupError, UsageError
 from .export import INSTALL_HINT
+from .torchfiles import tensor_digest
 from .nets.common import _min_size, accepts_any_size, size_multiple
 from .nets.tiling import SharedStatistics, check_tiling, run_tiled
 
@@ -141,23 +141,13 @@ def choose_backend(requested: str, device: torch.device, precision: Precision, n
     return Backend("torch", f"auto: no faster backend installed ({INSTALL_HINT})")
 
 
-def weights_key(net: nn.Module, *extra) -> str:
-    """A short hash of the net's class, weights and buffers and of `extra` (what else
-    shapes the converted file)."""
-    h = hashlib.sha256(repr((type(net).__qualname__, extra)).encode())
-    for name, t in net.state_dict().items():
-        h.update(name.encode())
-        h.update(str((t.dtype, tuple(t.shape))).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:20]
-
-
 def cached_onnx(net: nn.Module, input_nc: int, progress: bool = True):
     """The net as ONNX (the `transfigure export` graph), converted once and cached."""
     from .download import cache_dir
     from .export import export_generator
 
-    path = cache_dir() / "runtime" / f"{weights_key(net, input_nc, torch.__version__)}.onnx"
+    key = tensor_digest(net.state_dict(), type(net).__qualname__, input_nc, torch.__version__)
+    path = cache_dir() / "runtime" / f"{key}.onnx"
     if not path.is_file():
         if progress:
             print(f"Converting the generator to ONNX once (cached in {path.parent})...", flush=True)

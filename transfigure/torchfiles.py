@@ -7,6 +7,7 @@ advice for a file of unknown origin; the messages here say what the file is
 instead."""
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import warnings
@@ -54,3 +55,16 @@ def _is_torchscript(path: Path) -> bool:
             return any(name.endswith("constants.pkl") or "/code/" in name for name in z.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor], *extra) -> str:
+    """A short hash of named tensors (names, dtypes, shapes and values, in name order, so
+    the same weights give the same digest from any file layout) and of `extra`."""
+    h = hashlib.sha256(repr(extra).encode())
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(name.encode())
+        h.update(str((t.dtype, tuple(t.shape))).encode())
+        if t.numel():
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:20]
