@@ -161,3 +161,39 @@ def test_a_published_styles_weights_under_another_name_are_refused(capsys, photo
     code, err = run(capsys, "cartoonize", "--style", "shinkai", "--weights", str(WEIGHTS / "shinkai"), "--input",
                     str(photo), "--output", str(tmp_path / "right"), "--no_progress")
     assert code == 0, err
+
+
+def test_multi_page_images_are_not_silently_cut_to_their_first_page(capsys, weights, tmp_path):
+    pages = tmp_path / "in" / "scan.tif"
+    pages.parent.mkdir()
+    first, second = Image.new("RGB", (16, 12), "red"), Image.new("RGB", (16, 12), "blue")
+    first.save(pages, save_all=True, append_images=[second])
+    code = main(["translate", "--checkpoint", str(weights), "--input", str(pages), "--output", str(tmp_path / "o"),
+                 "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "scan.tif: holds 2 pages or frames" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "scan.png").exists()
+
+
+def test_an_output_that_is_a_file_is_named(capsys, weights, photo, tmp_path):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    for argv in (["translate", "--checkpoint", str(weights)], ["cartoonize", "--style", "paprika"]):
+        code, err = run(capsys, *argv, "--input", str(photo), "--output", str(taken), "--no_progress",
+                        *(["--weights", str(weights)] if argv[0] == "cartoonize" else []))
+        assert code == 2 and "--output" in one_line(err) and taken.read_text() == "mine", err
+
+
+def test_an_image_too_large_for_memory_is_refused_before_allocating(capsys, weights, tmp_path, monkeypatch):
+    import transfigure.runner as runner
+
+    big = tmp_path / "in" / "big.png"
+    big.parent.mkdir()
+    Image.new("RGB", (400, 300), (10, 200, 90)).save(big)
+    monkeypatch.setattr(runner, "available_memory", lambda device: 2 ** 20)  # a machine with 1 MiB free
+    code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(big), "--output",
+                    str(tmp_path / "o"), "--no_progress")
+    assert code == 2 and "--tile 512" in one_line(err) and "--max_size" in err and "400x300" in err
+    code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(big), "--output",
+                    str(tmp_path / "o"), "--no_progress", "--tile", "128", "--tile_overlap", "32")
+    assert code == 0, err

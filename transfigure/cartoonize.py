@@ -20,8 +20,8 @@ from .data.images import image_to_tensor, tensor_to_image
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
 from .runner import GeneratorRunner, RunOptions
-from .translate import (ImagesFunction, TranslateSummary, add_input_arguments, collect_inputs, input_root,
-                        report_written, translate_inputs)
+from .translate import (ImagesFunction, TranslateSummary, add_input_arguments, check_output_folder, collect_inputs,
+                        input_root, report_written, translate_inputs)
 from .errors import UsageError
 
 STYLES = {
@@ -153,6 +153,7 @@ def add_cartoonize_arguments(parser: argparse.ArgumentParser) -> argparse.Argume
 def run_cartoonize(args: argparse.Namespace) -> int:
     run = RunOptions.from_args(args)  # checks the tile options before any download
     inputs = collect_inputs(args.input, args.recursive)  # before any download: a wrong --input fails at once
+    check_output_folder(args.output)
     net = load_style(args.style, weights=args.weights, progress=not args.no_progress)
     summary = cartoonize_files(net, inputs, args.output, load_size=args.load_size, run=run,
                                overwrite=args.overwrite, progress=not args.no_progress,

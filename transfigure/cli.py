@@ -105,10 +105,11 @@ def _add_translate(sub) -> None:
 
 
 def _cmd_translate(args) -> int:
-    from .translate import collect_inputs, input_root, report_written, translate_files
+    from .translate import check_output_folder, collect_inputs, input_root, report_written, translate_files
     from .runner import RunOptions
 
     run = RunOptions.from_args(args)  # checks the tile options before any download
+    check_output_folder(args.output)
     # A published model's inputs are checked before any download; a local model's file first.
     inputs = collect_inputs(args.input, args.recursive) if args.pretrained else None
     where = dict(overwrite=args.overwrite, progress=not args.no_progress, max_size=args.max_size,

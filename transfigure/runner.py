@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 from dataclasses import dataclass, field, replace
 
@@ -196,6 +197,32 @@ def _openvino_net(path, net: nn.Module, precision: Precision) -> _ConvertedNet:
     return _ConvertedNet(lambda x: compiled({"image": x})[0], net)
 
 
+# Peak memory of a whole-image run per pixel and per channel of the net's full-size layers:
+# the published CartoonGAN (64 channels) peaked at ~700 bytes a pixel (README, tiling table).
+BYTES_PER_PIXEL_CHANNEL = 12
+GIB = 2 ** 30
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a run on `device` (None where it cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def full_size_channels(net: nn.Module) -> int:
+    """The channels of the net's first convolution: the width of its full-resolution layers."""
+    first = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
+    return first.out_channels if first is not None else 64
+
+
 class GeneratorRunner:
     """Runs a generator on [-1, 1] image tensors ([N, C, H, W] of any size, on the CPU),
     returning [-1, 1] float32 CPU tensors of the same size; `describe()` says what it
@@ -207,6 +234,7 @@ class GeneratorRunner:
         o = options or RunOptions()
         self.options = o
         self.device = resolve_device(o.device)
+        self.bytes_per_pixel = full_size_channels(net) * BYTES_PER_PIXEL_CHANNEL
         net.train(not eval_mode)
         precision = choose_precision(o.precision, self.device)
         self.backend = choose_backend(o.backend, self.device, precision, net, o.tile)
@@ -236,8 +264,23 @@ class GeneratorRunner:
         return (f"Running on {self.device.type} with the {self.backend.name} backend ({self.backend.reason}), "
                 f"{self.precision.describe()}")
 
+    def check_memory(self, x: torch.Tensor) -> None:
+        """Refuse, before allocating, a whole-image run that cannot fit, with the numbers and
+        what to do instead."""
+        if self.options.tile:
+            return
+        n, _, h, w = x.shape
+        need, free = n * h * w * self.bytes_per_pixel, available_memory(self.device)
+        if free is None or need <= free:
+            return
+        long_side = int(math.sqrt(free / self.bytes_per_pixel / n * max(h, w) / min(h, w)))
+        raise UsageError(f"translating a {w}x{h} image whole needs about {need / GIB:.1f} GiB and {free / GIB:.1f} "
+                         f"GiB is free on {self.device.type}: use --tile 512 (memory then stays about the same at "
+                         f"any size) or --max_size {long_side // 64 * 64}")
+
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_memory(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = self.precision.autocast(self.device) if self.backend.name == "torch" else contextlib.nullcontext()

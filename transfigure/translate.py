@@ -193,11 +193,19 @@ def report_written(summary: TranslateSummary, output) -> int:
     return 0
 
 
+def check_output_folder(output_dir: str | Path) -> None:
+    """Refuse, before any work, an --output that is a file."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output {output_dir}: is a file; give a folder for the results")
+
+
 def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = (),
                  root: Path | None = None) -> tuple[list[tuple[Path, Path]], TranslateSummary]:
     """(input, output) pairs still to write, and a summary listing the outputs kept
     because they exist. Refuses outright when an output (or its copy in one of
     the `also_in` subfolders) would land on an input file."""
+    check_output_folder(output_dir)
     targets = [output_dir / n for n in output_names(inputs, root)]
     input_set = {p.resolve() for p in inputs}
     for target in targets:

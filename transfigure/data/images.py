@@ -86,6 +86,10 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
         raise UsageError(f"channels must be 1 or 3, got {channels}")
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:  # a multi-page TIFF or an animation: never silently its first page
+                raise ImageLoadError(path, f"holds {frames} pages or frames; save each page as its own image "
+                                           "(or an animation as a video) and translate those")
             img.load()  # decode everything now: truncated files fail here, not mid-training
             try:
                 img = ImageOps.exif_transpose(img)
@@ -105,6 +109,8 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
         raise
     except FileNotFoundError:
         raise ImageLoadError(path, "no such file") from None
+    except ImageLoadError:
+        raise
     except Exception as e:  # Pillow raises many types (OSError, SyntaxError, ValueError, struct.error...)
         raise ImageLoadError(path, f"cannot read image ({type(e).__name__}: {e})") from e
 
