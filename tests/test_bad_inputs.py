@@ -197,3 +197,28 @@ def test_an_image_too_large_for_memory_is_refused_before_allocating(capsys, weig
     code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(big), "--output",
                     str(tmp_path / "o"), "--no_progress", "--tile", "128", "--tile_overlap", "32")
     assert code == 0, err
+
+
+def test_training_options_and_files_out_of_range_are_named(capsys, tmp_path):
+    base = ["train", "--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r"]
+    for extra, says in ((["--lr", "-1"], "--lr"), (["--preprocess", "none", "--batch_size", "2"], "--preprocess none"),
+                        (["--config", str(tmp_path / "bad.yaml")], "not readable YAML")):
+        (tmp_path / "bad.yaml").write_text("netG: [unclosed\n  - : :")
+        code, err = run(capsys, *base, *extra)
+        assert code == 2 and says in one_line(err), err
+    assert not (tmp_path / "ck").exists()
+
+
+def test_a_run_folder_with_a_broken_options_file_is_named(capsys, weights, photo, tmp_path):
+    (weights.parent / "options.yaml").write_text("- just\n- a list\n")
+    code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
+                    str(tmp_path / "o"), "--no_progress")
+    assert code == 2 and "options.yaml: not a mapping" in one_line(err)
+
+
+def test_an_output_under_a_file_is_refused_before_any_work(capsys, weights, photo, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
+                    str(blocker / "sub" / "out"), "--no_progress")
+    assert code == 2 and "is a file" in one_line(err) and blocker.read_text() == "x"

@@ -41,6 +41,7 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = str(temporary_path(path))
     try:
+        open(tmp, "xb").close()  # a folder we cannot write in fails here, in Python's words with the path
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -126,9 +127,14 @@ def read_options(folder: str | Path, required: bool = False) -> dict:
                                   "--checkpoints_dir")
         return {}
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{path}: unreadable ({e})") from e
+        options = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable ({type(e).__name__}); a run's options file must be the YAML "
+                              "training wrote") from None
+    if not isinstance(options, dict):
+        raise CheckpointError(f"{path}: not a mapping of option: value; a run's options file must be the YAML "
+                              "training wrote")
+    return options
 
 
 def run_checkpoint(folder: str | Path, epoch: str = "latest", net_name: str | None = None) -> Path:

@@ -256,7 +256,7 @@ def _add_evaluate(sub) -> None:
     f.add_argument("--fake", required=True, help="folder of generated images")
     _add_extractor_arguments(f)
     f.add_argument("--batch_size", type=config.int_at_least(1), default=64)
-    f.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+    f.add_argument("--size", type=config.int_at_least(2, "pixels"), nargs=2, default=None, metavar=("H", "W"),
                    help="resize every image to H x W first (needed when a folder mixes sizes)")
     f.add_argument("--no_kid", action="store_true", help="FID only")
     f.add_argument("--no_cache", action="store_true", help="do not cache the real folder's features")

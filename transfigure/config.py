@@ -168,7 +168,11 @@ class ConfigError(UsageError):
 
 def load_preset(name_or_path: str) -> dict[str, Any]:
     path = resolve_preset_path(name_or_path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path}: not readable YAML ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); fix or remove the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"preset {path}: expected a mapping of option: value")
     unknown = sorted(set(data) - set(OPTION_FIELDS))
@@ -236,6 +240,12 @@ def validate(o: Options) -> None:
     if o.preprocess in ("resize_and_crop", "scale_width_and_crop") and o.crop_size > o.load_size:
         raise ConfigError(f"--crop_size {o.crop_size} is larger than --load_size {o.load_size}; "
                           "crop a region no larger than the loaded image")
+    if not o.lr > 0 or not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:
+        raise ConfigError(f"--lr must be positive and --beta1/--beta2 in [0, 1) (got --lr {o.lr}, --beta1 {o.beta1}, "
+                          f"--beta2 {o.beta2})")
+    if o.preprocess == "none" and o.batch_size > 1:
+        raise ConfigError("--preprocess none keeps every image at its own size, so images cannot share a batch: "
+                          "use --batch_size 1, or a --preprocess that crops to --crop_size")
     if o.n_epochs + o.n_epochs_decay <= 0:
         raise ConfigError("--n_epochs plus --n_epochs_decay must be at least 1")
     if o.init_epochs >= o.n_epochs + o.n_epochs_decay:

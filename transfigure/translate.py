@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -198,6 +199,11 @@ def check_output_folder(output_dir: str | Path) -> None:
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"--output {output_dir}: is a file; give a folder for the results")
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())  # the folder that will hold it
+    if not existing.is_dir():
+        raise UsageError(f"--output {output_dir}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--output {output_dir}: no permission to write in {existing}; choose another folder")
 
 
 def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = (),

@@ -57,13 +57,11 @@ def _truncate(model_name: str, model: nn.Module, layer: str) -> nn.Module:
 
 def _pretrained_state_dict(model_name: str, weights_path: str | None, option: str) -> dict:
     if weights_path:
-        path = Path(weights_path)
-        if not path.is_file():
-            raise FeatureWeightsError(f"feature network weights {path}: no such file")
+        from ..torchfiles import TorchFileError, read_torch_file
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise FeatureWeightsError(f"feature network weights {path}: unreadable ({type(e).__name__}: {e})") from e
+            return read_torch_file(weights_path, "weights file for the feature network")
+        except TorchFileError as e:
+            raise FeatureWeightsError(f"{option} {e}") from None
     weights = torchvision.models.get_model_weights(model_name).DEFAULT
     try:
         return weights.get_state_dict(progress=True, check_hash=True)
