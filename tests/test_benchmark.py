@@ -78,7 +78,7 @@ def test_feature_variant_shows_the_reason(bench):
     out, missing = bench
     table = (out / "table.md").read_text()
     assert "feature loss + GAN [1]" in table
-    assert f"[1] not run: feature network weights {missing}: no such file" in table
+    assert f"[1] not run: --feature_weights {missing}: no such file" in table
     with open(out / "table.csv") as f:
         feature = [r for r in csv.DictReader(f) if r["method"] == "feature_gan"]
     assert feature and all("no such file" in r["note"] and r["p2l_mean_iou"] == "" for r in feature)
