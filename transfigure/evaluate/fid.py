@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..data.images import list_images, load_image
 from ..devices import resolve_device
+from ..torchfiles import TorchFileError, read_torch_file
 from ..errors import SetupError, UsageError
 
 INCEPTION = "inception-v3-compat"
@@ -153,10 +154,9 @@ def inception_weights(path: str | None = None, progress: bool = True) -> str:
                     f"FID needs {INCEPTION_FILE} (torch-fidelity's TF-Inception weights, ~95 MB); it is not in "
                     f"{cache.parent} and could not be downloaded ({e}). {how}") from None
     try:
-        torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InceptionWeightsError(f"{file} is not a usable Inception weights file ({type(e).__name__}: {e}). "
-                                    f"{how}") from e
+        read_torch_file(file, "Inception weights file")
+    except TorchFileError as e:
+        raise InceptionWeightsError(f"{e}. {how}") from None
     return str(file)
 
 
