@@ -222,3 +222,13 @@ def test_an_output_under_a_file_is_refused_before_any_work(capsys, weights, phot
     code, err = run(capsys, "translate", "--checkpoint", str(weights), "--input", str(photo), "--output",
                     str(blocker / "sub" / "out"), "--no_progress")
     assert code == 2 and "is a file" in one_line(err) and blocker.read_text() == "x"
+
+
+def test_smooth_edges_refuses_an_output_that_is_a_file(capsys, tmp_path):
+    src = tmp_path / "cartoons"
+    src.mkdir()
+    Image.new("RGB", (16, 16), "white").save(src / "c.png")
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    code, err = run(capsys, "data", "smooth-edges", "--src", str(src), "--out", str(taken), "--no_progress")
+    assert code == 2 and "--out" in one_line(err) and taken.read_text() == "mine"

@@ -20,8 +20,9 @@ from .data.images import image_to_tensor, tensor_to_image
 from .download import cache_dir, download
 from .nets.cartoongan import CartoonGANGenerator, load_published_weights
 from .runner import GeneratorRunner, RunOptions
-from .translate import (ImagesFunction, TranslateSummary, add_input_arguments, check_output_folder, collect_inputs,
-                        input_root, report_written, translate_inputs)
+from .tempfiles import check_output_folder
+from .translate import (ImagesFunction, TranslateSummary, add_input_arguments, collect_inputs, input_root,
+                        report_written, translate_inputs)
 from .errors import UsageError
 
 STYLES = {

@@ -105,7 +105,8 @@ def _add_translate(sub) -> None:
 
 
 def _cmd_translate(args) -> int:
-    from .translate import check_output_folder, collect_inputs, input_root, report_written, translate_files
+    from .tempfiles import check_output_folder
+    from .translate import collect_inputs, input_root, report_written, translate_files
     from .runner import RunOptions
 
     run = RunOptions.from_args(args)  # checks the tile options before any download

@@ -199,9 +199,11 @@ def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = 
     example = example.to(param.device) if param is not None else example
     was_training = net.training
     net.eval()
-    # Not created in advance: mkstemp's 0600 mode would stick to the exported file.
     tmp = str(temporary_path(out))
     try:
+        # Made first, with the default mode (mkstemp's 0600 would stick to the exported file): an
+        # unwritable folder fails here, in Python's words with the path, not the exporter's.
+        open(tmp, "xb").close()
         wrapper = ExportWrapper(net, bgr=bgr).eval()
         if format == "onnx":
             _onnx(wrapper, example, tmp, opset, dynamo)

@@ -1,4 +1,5 @@
-"""Temporary names for files written whole, then renamed onto their target.
+"""Writing files safely: output folders checked before any work, and temporary
+names for files written whole, then renamed onto their target.
 
 The name is short, so it fits the file system's 255-byte limit whatever the
 target is called, and it carries the writer's process id, so the next run
@@ -9,6 +10,8 @@ import os
 import re
 import uuid
 from pathlib import Path
+
+from .errors import UsageError
 
 PREFIX = ".transfigure-"
 _PATTERN = re.compile(re.escape(PREFIX) + r"(\d+)-[0-9a-f]+\.tmp")
@@ -52,3 +55,16 @@ def temporary_path(target: str | os.PathLike, keep_suffix: bool = False) -> Path
     remove_stale(target.parent)
     return target.with_name(f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp"
                             f"{target.suffix if keep_suffix else ''}")
+
+
+def check_output_folder(output_dir: str | os.PathLike, option: str = "--output") -> None:
+    """Refuse, before any work, an output folder that is a file, would be made under a
+    file, or lies where this user cannot write (`option` names it in the message)."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"{option} {output_dir}: is a file; give a folder for the results")
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())  # the folder that will hold it
+    if not existing.is_dir():
+        raise UsageError(f"{option} {output_dir}: {existing} is a file, so no folder can be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {output_dir}: no permission to write in {existing}; choose another folder")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from .data.images import (IMG_EXTENSIONS, ImageLoadError, image_to_tensor, load_
 from .methods import method_class, method_of
 from .nets import load_official_state_dict
 from .nets.spec import OPTION_KEYS, GeneratorSpec
+from .tempfiles import check_output_folder
 from .runner import DEFAULT_TILE_OVERLAP, GeneratorRunner, RunOptions, add_run_arguments
 from .video import AUDIO_NOTE, VIDEO_EXTENSIONS, is_video_file, translate_video
 from .errors import UsageError
@@ -192,18 +192,6 @@ def report_written(summary: TranslateSummary, output) -> int:
             print(f"  {error}", file=sys.stderr)
         return 1
     return 0
-
-
-def check_output_folder(output_dir: str | Path) -> None:
-    """Refuse, before any work, an --output that is a file."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"--output {output_dir}: is a file; give a folder for the results")
-    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())  # the folder that will hold it
-    if not existing.is_dir():
-        raise UsageError(f"--output {output_dir}: {existing} is a file, so no folder can be made there")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--output {output_dir}: no permission to write in {existing}; choose another folder")
 
 
 def plan_outputs(inputs: list[Path], output_dir: Path, overwrite: bool, also_in: tuple[str, ...] = (),

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .images import ImageLoadError, list_images, load_image, save_image
+from ..tempfiles import check_output_folder
 from ..errors import UsageError
 
 KERNEL_SIZE = 5
@@ -86,6 +87,7 @@ def smooth_edges_folder(src, out, workers: int | None = None, progress: bool = T
     interruption does only the rest). Unreadable inputs are reported, not fatal.
     Returns {'done', 'skipped', 'failed': counts, 'failures': {name: reason}}."""
     src, out = Path(src), Path(out)
+    check_output_folder(out, "--out")
     files = list_images(src, expected="the cartoon images to edge-smooth")
     if out.resolve() == src.resolve():
         raise UsageError(f"--out {out} is the source folder {src}; choose another folder "

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..data.synthetic import CLASSES, scene_tensors
 from ..nets.scene_content import train_on_scenes
+from ..torchfiles import read_torch_file
 from .fid import FeatureNetwork, register_feature_network
 
 NAME = "transfigure-synthetic-scenes"
@@ -83,7 +84,7 @@ def train_feature_net(path: str | Path, size: int = 64, seed: int = 0, scenes: i
 def load_feature_net(path: str | Path | None) -> SyntheticFeatureNet:
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(f"synthetic feature network {path}: no such file (train_feature_net writes it)")
-    stored = torch.load(path, map_location="cpu", weights_only=True)
+    stored = read_torch_file(path, "synthetic feature network")
     net = SyntheticFeatureNet()
     net.load_state_dict(stored["state_dict"])
     return net.eval().requires_grad_(False)

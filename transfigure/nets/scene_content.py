@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from ..data.synthetic import CLASSES, scene_tensors
+from ..torchfiles import read_torch_file
 from ..errors import UsageError
 
 MODEL_NAME = "synthetic-scenes"
@@ -75,9 +76,12 @@ def train_on_scenes(path: str | Path, settings: dict, seed: int, build, data, lo
     Deterministic for a seed on one thread; the caller's RNG is left alone."""
     path = Path(path)
     if path.is_file():
-        stored = torch.load(path, map_location="cpu", weights_only=True)
-        if json.loads(stored["settings"]) == settings:
-            return path
+        try:  # a damaged or foreign file is trained anew (and replaced)
+            stored = read_torch_file(path)
+            if json.loads(stored["settings"]) == settings:
+                return path
+        except (UsageError, KeyError, TypeError, ValueError):
+            pass
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tensors = data()
@@ -125,10 +129,10 @@ def load_scene_content_net(path: str | Path | None, layer: str, option: str) -> 
         raise FileNotFoundError(
             f"{MODEL_NAME}:{layer} needs its trained weights: {option} FILE (got {path or 'nothing'}); "
             "`transfigure benchmark cartoon` writes one to OUT/content_net.pt")
+    stored = read_torch_file(path, f"{MODEL_NAME} content network")
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True)
         net = SceneContentNet()
         net.load_state_dict(stored["state_dict"])
-    except Exception as e:
-        raise UsageError(f"{option} {path}: not a {MODEL_NAME} content network ({type(e).__name__}: {e})") from e
+    except Exception as e:  # readable tensors of another network
+        raise UsageError(f"{option} {path}: not a {MODEL_NAME} content network ({type(e).__name__})") from None
     return net.features
