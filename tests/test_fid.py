@@ -157,6 +157,10 @@ def test_real_features_are_cached_until_the_folder_changes(tmp_path, monkeypatch
     Image.fromarray(_random_images(9, 1)[0]).save(real / "003.png")       # one image replaced
     changed = folder_features(real, stats_network.name, cache=True)
     assert not torch.equal(changed, first) and len(list((tmp_path / "cache" / "fid_stats").iterdir())) == 2
+    (newest,) = set((tmp_path / "cache" / "fid_stats").iterdir()) - set(stored)
+    newest.write_bytes(b"cut sh")  # a damaged cache entry is computed again and replaced, not an error
+    assert torch.equal(folder_features(real, stats_network.name, cache=True), changed)
+    assert torch.equal(torch.load(newest, weights_only=True), changed)
 
 
 def test_offline_without_inception_weights_is_one_clear_error(tmp_path, monkeypatch, capsys):

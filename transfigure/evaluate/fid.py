@@ -212,12 +212,17 @@ class FolderFeatures:
             return self._kept[resolved]
         dataset = ImageFolderDataset(folder, self.size)
         net, layer, weights_path = self._network()
-        stored = None
+        stored, features = None, None
         if cache:
             stored = cache_dir() / "fid_stats" / f"{_fingerprint(dataset, self.extractor, weights_path)}.pt"
         if stored is not None and stored.is_file():
-            features = torch.load(stored, map_location="cpu", weights_only=True)
-        else:
+            try:
+                features = read_torch_file(stored, "cached feature file")
+            except TorchFileError:  # damaged in the cache: computed again and replaced
+                features = None
+            if not isinstance(features, torch.Tensor) or features.dim() != 2 or len(features) != len(dataset):
+                features = None
+        if features is None:
             loader = torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, num_workers=0)
             chunks = []
             with torch.no_grad(), tqdm(total=len(dataset), unit="image", desc=f"features of {dataset.folder.name}",
