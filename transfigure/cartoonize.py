@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -127,11 +126,7 @@ def cartoonize_files(net: torch.nn.Module, inputs: list[Path], output_dir: str |
     """Cartoonize each image or video into `output_dir` (names as `translate`), the net run
     as `run` says. Existing outputs are kept unless `overwrite`; an input file is never
     written to. `announce` prints the backend and precision picked."""
-    runner = GeneratorRunner(net, run, progress=progress)
-    if announce:
-        print(runner.describe())
-    elif runner.precision.warning:
-        warnings.warn(runner.precision.warning, RuntimeWarning, stacklevel=2)
+    runner = GeneratorRunner(net, run, progress=progress, announce=announce)
     return translate_inputs(style_images(runner, load_size, bgr), inputs, output_dir,
                             overwrite=overwrite, progress=progress, max_size=max_size, root=root, strict=strict)
 

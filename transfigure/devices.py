@@ -2,6 +2,7 @@
 precision request into the arithmetic that device runs fastest."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,15 @@ class Precision:
 
     def describe(self) -> str:
         return f"precision {self.name}: {self.reason}" + (f". Warning: {self.warning}" if self.warning else "")
+
+
+def report_choice(line: str, precision: Precision, verbose: bool) -> None:
+    """Say what a run picked: the whole `line` when `verbose`, else only a warning when the
+    precision will be slow (so library callers still hear of it)."""
+    if verbose:
+        print(line)
+    elif precision.warning:
+        warnings.warn(precision.warning, RuntimeWarning, stacklevel=3)
 
 
 def choose_precision(requested: str, device: torch.device, flags: frozenset[str] | None = None,

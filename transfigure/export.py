@@ -188,8 +188,7 @@ def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = 
     if min(example_size) < 2:  # torch.export specialises size-1 dims to constants
         raise UsageError(f"example_size {tuple(example_size)}: height and width must be >= 2")
     out = Path(out_path)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
+    check_export_path(out, format, overwrite)
     if format == "onnx":
         _require("onnx", *(["onnxscript"] if dynamo is not False else []), what="ONNX export")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from .devices import PRECISIONS, Precision, choose_precision, resolve_device
+from .devices import PRECISIONS, Precision, choose_precision, report_choice, resolve_device
 from .errors import SetupError, UsageError
 from .export import INSTALL_HINT
 from .torchfiles import tensor_digest
@@ -30,11 +30,12 @@ BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 BACKEND_ENV = "TRANSFIGURE_BACKEND"  # the default of --backend, e.g. torch on a machine where conversions do not pay
 
 
-def default_backend() -> str:
-    return os.environ.get(BACKEND_ENV) or "auto"
-
 DEFAULT_TILE_OVERLAP = 128  # its outer quarter, 32 px, is dropped: where border artifacts lie
 _EXPORT_MODULES = ("onnx", "onnxscript")  # what converting a net to ONNX needs
+
+
+def default_backend() -> str:
+    return os.environ.get(BACKEND_ENV) or "auto"
 
 
 @dataclass(frozen=True)
@@ -100,14 +101,13 @@ class Backend:
 
 def choose_backend(requested: str, device: torch.device, precision: Precision, net: nn.Module,
                    tile: int = 0, available: dict[str, bool] | None = None) -> Backend:
-    """Which backend runs `net`. 'auto': PyTorch on CUDA; on the CPU OpenVINO for bf16
-    and fp16 (ONNX Runtime's CPU kernels are fp32 only), ONNX Runtime for fp32 (level
-    with OpenVINO on an avx512_bf16 CPU, faster on an AVX2 one; see the README), else
-    whichever is installed, else PyTorch. PyTorch also where only it computes the same result: a net in training
-    mode with batch norm or dropout, or tiles whose normalisation shares whole-image
+    """Which backend runs `net` (`requested` is one of BACKENDS, as RunOptions checks).
+    'auto': PyTorch on CUDA; on the CPU OpenVINO for bf16 and fp16 (ONNX Runtime's CPU
+    kernels are fp32 only), ONNX Runtime for fp32 (level with OpenVINO on an avx512_bf16
+    CPU, faster on an AVX2 one; see the README), else whichever is installed, else
+    PyTorch. PyTorch also where only it computes the same result: a net in training mode
+    with batch norm or dropout, or tiles whose normalisation shares whole-image
     statistics. `available` (backend -> installed) defaults to this machine's."""
-    if requested not in BACKENDS:
-        raise UsageError(f"--backend {requested!r}: choose one of {', '.join(BACKENDS)}")
     if available is None:
         available = {"onnxruntime": installed("onnxruntime", *_EXPORT_MODULES),
                      "openvino": installed("openvino", *_EXPORT_MODULES)}
@@ -227,10 +227,11 @@ class GeneratorRunner:
     """Runs a generator on [-1, 1] image tensors ([N, C, H, W] of any size, on the CPU),
     returning [-1, 1] float32 CPU tensors of the same size; `describe()` says what it
     picked and why. `eval_mode=False` keeps batch norm and dropout in training mode, as
-    the official test script does."""
+    the official test script does. `announce` prints what it picked; otherwise only a
+    slow precision is warned of."""
 
     def __init__(self, net: nn.Module, options: RunOptions | None = None, input_nc: int = 3,
-                 eval_mode: bool = True, progress: bool = True):
+                 eval_mode: bool = True, progress: bool = True, announce: bool = False):
         o = options or RunOptions()
         self.options = o
         self.device = resolve_device(o.device)
@@ -259,6 +260,7 @@ class GeneratorRunner:
                     raise
                 self.backend = Backend("torch", f"auto: the {self.backend.name} backend failed ({e})")
                 self.net = net.to(self.device)
+        report_choice(self.describe(), self.precision, announce)
 
     def describe(self) -> str:
         return (f"Running on {self.device.type} with the {self.backend.name} backend ({self.backend.reason}), "

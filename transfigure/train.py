@@ -18,7 +18,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
-from .devices import Precision, choose_precision, resolve_device
+from .devices import Precision, choose_precision, report_choice, resolve_device
 from .methods import Method, create_method
 from .runlog import RunLog
 
@@ -161,10 +161,8 @@ class Trainer:
         self.progress = progress
         self.device = resolve_device(opt.device, opt.gpu_ids)
         self.amp = MixedPrecision(choose_precision(opt.precision, self.device), self.device)
-        if progress:
-            print(f"Training on {self.device.type}, {self.amp.precision.describe()}")
-        elif self.amp.precision.warning:
-            warnings.warn(self.amp.precision.warning, RuntimeWarning, stacklevel=2)
+        report_choice(f"Training on {self.device.type}, {self.amp.precision.describe()}", self.amp.precision,
+                      progress)
         self.dir = ckpt.run_dir(opt)
         seed_everything(opt.seed, opt.deterministic)
 

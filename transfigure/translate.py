@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import glob
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -306,11 +305,7 @@ def translate_files(generator: LoadedGenerator, inputs: list[Path], output_dir: 
     test script, batch norm and dropout stay in training mode unless `eval_mode` (the
     official --eval); instance norm without dropout (CycleGAN) gives the same result
     either way. `announce` prints the backend and precision picked."""
-    runner = GeneratorRunner(generator.net, run, generator.input_nc, eval_mode, progress)
-    if announce:
-        print(runner.describe())
-    elif runner.precision.warning:
-        warnings.warn(runner.precision.warning, RuntimeWarning, stacklevel=2)
+    runner = GeneratorRunner(generator.net, run, generator.input_nc, eval_mode, progress, announce)
     if needs_single_images(generator.net, eval_mode):
         batch_size = 1
     return translate_inputs(generator_images(runner, generator.input_nc), inputs, output_dir, generator.input_nc,
