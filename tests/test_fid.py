@@ -187,7 +187,7 @@ def test_offline_without_inception_weights_is_one_clear_error(tmp_path, monkeypa
         fid.inception_weights(str(tmp_path / "nothere.pth"))
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"net": ColorStats()}, unsafe)       # a pickled module, not plain tensors: never unpickled
-    with pytest.raises(fid.InceptionWeightsError, match="unsafe.pth: not a plain Inception weights file"):
+    with pytest.raises(fid.InceptionWeightsError, match="unsafe.pth: not a plain TF-Inception weights file"):
         fid.inception_weights(str(unsafe))
 
 

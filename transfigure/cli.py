@@ -23,12 +23,14 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args) -> int:
+    from .tempfiles import check_output_folder
     from .train import train
 
     opt = config.options_from_namespace(args)
     if not opt.dataroot:
         raise config.ConfigError("--dataroot is required: the folder holding trainA/ and trainB/ "
                                  "(or train/ for --dataset_mode aligned)")
+    check_output_folder(Path(opt.checkpoints_dir) / opt.name, "--checkpoints_dir")
     result = train(opt, progress=not args.no_progress)
     print(result.describe())
     return 0 if result.status in ("finished", "paused") else 130
@@ -152,17 +154,19 @@ def _cmd_export(args) -> int:
     generator, preprocessing = _generator_from_args(args)
     net, input_nc = generator.net, generator.input_nc
     net = net.cpu().eval()
+    sizes, diffs = ((64, 96), (70, 50)), []
+    checkable = args.format != "onnx" or importlib.util.find_spec("onnxruntime") is not None
+    reference = ExportWrapper(net, bgr=preprocessing.bgr).eval()
     out = export_generator(net, args.out, args.format, input_nc=input_nc, bgr=preprocessing.bgr,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, verify=lambda written: diffs.append(check_export(
+                               written, reference, sizes=sizes, input_nc=input_nc, format=args.format))
+                           if checkable else None)
     print(f"Wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): [N, {input_nc}, H, W] images in [0, 1] in, "
           "the same shape out")
-    if args.format == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+    if not checkable:
         print(f"Not checked against PyTorch: that needs onnxruntime ({INSTALL_HINT})")
         return 0
-    sizes = ((64, 96), (70, 50))
-    diff = check_export(out, ExportWrapper(net, bgr=preprocessing.bgr).eval(), sizes=sizes, input_nc=input_nc,
-                        format=args.format)
-    print(f"Checked at {' and '.join(f'{h}x{w}' for h, w in sizes)}: max abs difference from PyTorch {diff:.2e}")
+    print(f"Checked at {' and '.join(f'{h}x{w}' for h, w in sizes)}: max abs difference from PyTorch {diffs[0]:.2e}")
     return 0
 
 

@@ -8,13 +8,13 @@ import importlib.util
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .nets.common import _min_size, accepts_any_size, size_multiple
-from .tempfiles import temporary_path
+from .tempfiles import check_output_folder, temporary_path
 from .errors import SetupError, UsageError
 
 __all__ = ["ExportWrapper", "export_generator", "check_export", "FORMATS"]
@@ -166,11 +166,13 @@ def check_export_path(out: str | os.PathLike, format: str, overwrite: bool = Fal
         raise UsageError(f"--out {out} is the --checkpoint being exported; choose another file")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
+    check_output_folder(out.parent, "--out")
 
 
 def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = "onnx", input_nc: int = 3,
                      bgr: bool = False, example_size: tuple[int, int] = (256, 256), opset: int | None = None,
-                     overwrite: bool = False, dynamo: bool | None = None) -> Path:
+                     overwrite: bool = False, dynamo: bool | None = None,
+                     verify: Callable[[Path], object] | None = None) -> Path:
     """Write `net` wrapped in `ExportWrapper` (any-size [0, 1] images in and out) to
     `out_path` as ONNX (input "image", output "translated", dynamic batch, height and
     width) or TorchScript (load with torch.jit.load). The file appears whole or not at
@@ -180,7 +182,8 @@ def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = 
     ONNX uses the torch.export-based exporter (`dynamo=True`; needs onnxscript), falling
     back with a RuntimeWarning to the TorchScript-based one when it fails (`dynamo=None`,
     the default); `dynamo=False` uses only the latter: 5-10x faster to export, deprecated
-    by PyTorch, same outputs."""
+    by PyTorch, same outputs. `verify(path)` runs on the written file before it is renamed
+    into place, so an export that fails it replaces nothing."""
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; valid: {', '.join(FORMATS)}")
     if bgr and input_nc != 3:
@@ -209,6 +212,8 @@ def export_generator(net: nn.Module, out_path: str | os.PathLike, format: str = 
         else:
             with _quiet():
                 _scripted(wrapper, example).save(tmp)
+        if verify is not None:
+            verify(Path(tmp))
         os.replace(tmp, out)
     finally:
         net.train(was_training)
@@ -244,10 +249,10 @@ def check_export(path: str | os.PathLike, reference: nn.Module,
             x = torch.rand(batch, input_nc, h, w, generator=gen)
             got, want = run(x).float(), reference(x.to(device)).float().cpu()
             if not (torch.isfinite(got).all() and torch.isfinite(want).all()):
-                raise SetupError(f"{path}: the model gives NaN or Inf for a {h}x{w} input; its weights are "
-                                 "broken (a diverged run?) and the export is not usable")
+                raise SetupError(f"the model gives NaN or Inf for a {h}x{w} input; its weights are broken (a "
+                                 "diverged run?) and an export of it is not usable")
             if got.shape != want.shape:
-                raise SetupError(f"{path}: output shape {tuple(got.shape)} for a {h}x{w} input, "
-                                   f"expected {tuple(want.shape)}")
+                raise SetupError(f"the exported model's output shape is {tuple(got.shape)} for a {h}x{w} input, "
+                                 f"expected {tuple(want.shape)}")
             worst = max(worst, (got - want).abs().max().item())
     return worst

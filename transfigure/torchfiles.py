@@ -32,6 +32,11 @@ def read_torch_file(path: str | os.PathLike, what: str = "weights file") -> Any:
         raise TorchFileError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise TorchFileError(f"{path}: is empty (0 bytes); an interrupted download or copy? Get the file again")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # torch.save's zip, or a legacy pickle
+        raise TorchFileError(f"{path}: cannot read it as a {what}: it is not a PyTorch file (it starts with "
+                             f"{head!r}, not as torch.save writes)")
     if _is_torchscript(path):  # refused before torch.load, which would hand it to torch.jit.load
         raise TorchFileError(f"{path}: cannot read it as a {what}: it is a TorchScript archive (a program, not "
                              "weights; run it with torch.jit.load)")
@@ -47,6 +52,23 @@ def read_torch_file(path: str | os.PathLike, what: str = "weights file") -> Any:
     except Exception as e:  # noqa: BLE001 - zip, EOF, or format errors of a damaged or foreign file
         raise TorchFileError(f"{path}: cannot read it as a {what}: it is damaged, cut short, or not a PyTorch "
                              f"file ({type(e).__name__})") from None
+
+
+def load_fitting(net: torch.nn.Module, stored: Any, source: str | os.PathLike, what: str) -> torch.nn.Module:
+    """Load `stored` into `net` strictly; tensors of another network (or no state dict at
+    all) give one line naming `source` and what it should have held."""
+    if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
+        raise TorchFileError(f"{source}: not a {what}: it does not hold a state dict of tensors")
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    shapes = [k for k in expected if k in stored and stored[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        found = (f"{len(missing)} of its {len(expected)} tensors missing, {len(unexpected)} unexpected, "
+                 f"{len(shapes)} of another shape; e.g. {(missing or unexpected or shapes)[0]}")
+        raise TorchFileError(f"{source}: not a {what}: the tensors it holds are another network's ({found})")
+    net.load_state_dict(stored)
+    return net
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
+from .data.images import ImageLoadError
 from .devices import Precision, choose_precision, report_choice, resolve_device
 from .methods import Method, create_method
 from .runlog import RunLog
@@ -72,6 +73,32 @@ def _worker_init(worker_id: int) -> None:
     """Data workers share the terminal's process group: let only the main
     process react to Ctrl-C, so it can finish the iteration and save."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _LoadErrorsAsItems(torch.utils.data.Dataset):
+    """A dataset whose unreadable images come back as the error, not raised: PyTorch
+    re-raises a loader worker's exception as a RuntimeError carrying its traceback."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except ImageLoadError as e:
+            return e
+
+
+def _collate_or_error(items: list):
+    return next((x for x in items if isinstance(x, ImageLoadError)), None) or torch.utils.data.default_collate(items)
+
+
+def _unreadable_training_image(e: ImageLoadError) -> ImageLoadError:
+    return ImageLoadError(e.path, f"{e.reason}; replace or remove the file, or pass --skip_bad_images to train "
+                                  "without the images that cannot be read")
 
 
 class MixedPrecision:
@@ -250,15 +277,19 @@ class Trainer:
         self.dataset.set_epoch(self.epoch)
         sampler = EpochSampler(len(self.dataset), self.opt.seed, self.epoch, shuffle=not self.opt.serial_batches,
                                start=self.epoch_step * self.opt.batch_size)
-        return DataLoader(self.dataset, batch_size=self.opt.batch_size, sampler=sampler,
+        return DataLoader(_LoadErrorsAsItems(self.dataset), batch_size=self.opt.batch_size, sampler=sampler,
                           num_workers=self.opt.num_threads, pin_memory=self.device.type == "cuda",
-                          worker_init_fn=_worker_init if self.opt.num_threads else None, drop_last=False)
+                          worker_init_fn=_worker_init if self.opt.num_threads else None, drop_last=False,
+                          collate_fn=_collate_or_error)
 
     def _sample_batch(self) -> dict:
         """A fixed batch for sample grids: the first images as epoch 0 augments them
         (only the first when sizes differ, e.g. with --preprocess none)."""
         self.dataset.set_epoch(0)
-        items = [self.dataset[i] for i in range(min(4, len(self.dataset)))]
+        try:
+            items = [self.dataset[i] for i in range(min(4, len(self.dataset)))]
+        except ImageLoadError as e:
+            raise _unreadable_training_image(e) from None
         if any(item["A"].shape != items[0]["A"].shape or item["B"].shape != items[0]["B"].shape for item in items):
             items = items[:1]
         return torch.utils.data.default_collate(items)
@@ -299,6 +330,8 @@ class Trainer:
         with tqdm(loader, total=len(loader), disable=not self.progress, leave=False, mininterval=0.5,
                   desc=f"epoch {self.epoch}/{self.last_epoch}", unit="it", dynamic_ncols=True) as bar:
             for batch in bar:
+                if isinstance(batch, ImageLoadError):
+                    raise _unreadable_training_image(batch)
                 started = time.perf_counter()
                 losses = optimize(self.method, batch, self.optimizers, self.amp)
                 self.elapsed_s += time.perf_counter() - started

@@ -21,6 +21,8 @@ import argparse
 import hashlib
 import os
 import multiprocessing
+import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -71,6 +73,7 @@ def _smooth_file(src_file: Path, dst: Path) -> tuple[str, str | None]:
 
 
 def _init_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: one line, no worker tracebacks
     cv2.setNumThreads(1)  # parallelism is across files; per-image threads would oversubscribe the cores
 
 
@@ -126,7 +129,15 @@ def smooth_edges_folder(src, out, workers: int | None = None, progress: bool = T
             # spawn, not fork: a forked child of a process whose OpenMP/torch threads hold locks can deadlock.
             with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_init_worker) as pool:
-                futures = [pool.submit(_smooth_file, f, dst) for f, dst in todo]
+                # Workers start on submit; started with SIGINT ignored, a Ctrl-C while they import is
+                # not theirs to report either.
+                main_thread = threading.current_thread() is threading.main_thread()  # signals are its alone
+                handler = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+                try:
+                    futures = [pool.submit(_smooth_file, f, dst) for f, dst in todo]
+                finally:
+                    if main_thread:
+                        signal.signal(signal.SIGINT, handler)
                 try:
                     for fut in as_completed(futures):
                         record(*fut.result())

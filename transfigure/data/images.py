@@ -26,6 +26,9 @@ class ImageLoadError(UsageError):
         self.path, self.reason = Path(path), reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):  # crosses from data-loader workers whole
+        return type(self), (self.path, self.reason)
+
 
 class DatasetFolderError(UsageError):
     """A missing or empty image folder; the message names it and the layout expected."""

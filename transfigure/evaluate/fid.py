@@ -154,7 +154,7 @@ def inception_weights(path: str | None = None, progress: bool = True) -> str:
                     f"FID needs {INCEPTION_FILE} (torch-fidelity's TF-Inception weights, ~95 MB); it is not in "
                     f"{cache.parent} and could not be downloaded ({e}). {how}") from None
     try:
-        read_torch_file(file, "Inception weights file")
+        read_torch_file(file, "TF-Inception weights file")
     except TorchFileError as e:
         raise InceptionWeightsError(f"{e}. {how}") from None
     return str(file)
@@ -169,8 +169,14 @@ def _feature_extractor(extractor: str, weights_path: str | None, device: torch.d
         raise UsageError(f"feature extractor {extractor!r} is not registered (known: "
                          f"{', '.join([INCEPTION, *_NETWORKS])})")
     layer = "2048" if extractor == INCEPTION else "features"
-    net = create_feature_extractor(extractor, [layer], cuda=device.type == "cuda",
-                                   feature_extractor_weights_path=weights_path, verbose=False)
+    try:
+        net = create_feature_extractor(extractor, [layer], cuda=device.type == "cuda",
+                                       feature_extractor_weights_path=weights_path, verbose=False)
+    except RuntimeError as e:  # torch-fidelity's strict load of a readable file of other tensors
+        if "state_dict" not in str(e):
+            raise
+        raise InceptionWeightsError(f"--extractor_weights {weights_path}: not {INCEPTION_FILE} (torch-fidelity's "
+                                    "TF-Inception weights): the tensors it holds are another network's") from None
     return net, layer, weights_path
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..data.synthetic import CLASSES, scene_tensors
 from ..nets.scene_content import train_on_scenes
-from ..torchfiles import read_torch_file
+from ..torchfiles import load_fitting, read_torch_file
 from .fid import FeatureNetwork, register_feature_network
 
 NAME = "transfigure-synthetic-scenes"
@@ -85,8 +85,8 @@ def load_feature_net(path: str | Path | None) -> SyntheticFeatureNet:
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(f"synthetic feature network {path}: no such file (train_feature_net writes it)")
     stored = read_torch_file(path, "synthetic feature network")
-    net = SyntheticFeatureNet()
-    net.load_state_dict(stored["state_dict"])
+    net = load_fitting(SyntheticFeatureNet(), stored.get("state_dict") if isinstance(stored, dict) else None,
+                       f"--extractor_weights {path}", "synthetic-scenes feature network")
     return net.eval().requires_grad_(False)
 
 

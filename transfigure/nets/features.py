@@ -123,8 +123,10 @@ def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | Non
     body = _truncate(model_name, model, layer)  # checks the layer name before any download
     if weights_path == RANDOM_WEIGHTS:
         return FeatureExtractor(body, f"{spec} (random weights)")
+    from ..torchfiles import TorchFileError, load_fitting
     try:
-        model.load_state_dict(_pretrained_state_dict(model_name, weights_path, option))
-    except RuntimeError as e:
-        raise FeatureWeightsError(f"weights for --feature_net {spec!r} do not fit {model_name}: {e}") from e
+        load_fitting(model, _pretrained_state_dict(model_name, weights_path, option),
+                     f"{option} {weights_path or model_name}", f"{model_name} weights file")
+    except TorchFileError as e:
+        raise FeatureWeightsError(str(e)) from None
     return FeatureExtractor(body, spec)

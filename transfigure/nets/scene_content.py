@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from ..data.synthetic import CLASSES, scene_tensors
-from ..torchfiles import read_torch_file
+from ..torchfiles import load_fitting, read_torch_file
 from ..errors import UsageError
 
 MODEL_NAME = "synthetic-scenes"
@@ -130,9 +130,6 @@ def load_scene_content_net(path: str | Path | None, layer: str, option: str) -> 
             f"{MODEL_NAME}:{layer} needs its trained weights: {option} FILE (got {path or 'nothing'}); "
             "`transfigure benchmark cartoon` writes one to OUT/content_net.pt")
     stored = read_torch_file(path, f"{MODEL_NAME} content network")
-    try:
-        net = SceneContentNet()
-        net.load_state_dict(stored["state_dict"])
-    except Exception as e:  # readable tensors of another network
-        raise UsageError(f"{option} {path}: not a {MODEL_NAME} content network ({type(e).__name__})") from None
+    net = load_fitting(SceneContentNet(), stored.get("state_dict") if isinstance(stored, dict) else None,
+                       f"{option} {path}", f"{MODEL_NAME} content network")
     return net.features
