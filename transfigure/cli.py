@@ -649,7 +649,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image-to-image translation with GANs (CycleGAN, pix2pix, CartoonGAN). Run `transfigure COMMAND --help` for a "
                     "command's options; `transfigure demo` shows the whole pipeline in minutes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_translate, _add_export, _add_models, _add_data, _add_evaluate, _add_report, _add_benchmark, _add_cartoonize, _add_demo):
+    from .studio.commands import add_commands as _add_studio
+
+    for add in (_add_train, _add_translate, _add_export, _add_models, _add_data, _add_evaluate, _add_report,
+                _add_benchmark, _add_cartoonize, _add_demo, _add_studio):
         add(sub)
     return parser
 
