@@ -65,6 +65,10 @@ def test_each_participant_gets_practice_checks_and_tests_in_their_own_order(stud
                     for plan in plans for t in plan)
     assert sides[0] and sides[1]  # the real photo is not always on the same side
     assert len({tuple(t["question"] for t in plan) for plan in plans}) > 1  # orders differ
+    for plan in plans:  # 5 questions over 2 methods: 3 and 2
+        shares = Counter(next(o["method"] for o in t["options"] if o["role"] == "fake")
+                         for t in plan if t["kind"] == "test")
+        assert sorted(shares.values()) == [2, 3]
 
 
 def test_a_participant_can_stop_and_come_back_and_a_link_counts_once(study, client):

@@ -197,9 +197,18 @@ def _plan(conn, study: dict, rng: random.Random) -> list[dict]:
             return {"kind": kind, "question": f"{method}:{item}" if method else f"attention:{item}",
                     "reference_image": None, "options": options, "correct": correct}
 
-        rng.shuffle(pairs)
-        tests = [trial("test", *p) for p in pairs[:settings["questions"]]]
-        practice_pool = pairs[settings["questions"]:] or pairs
+        by_method: dict[str, list] = {}
+        for pair in pairs:
+            by_method.setdefault(pair[1], []).append(pair)
+        for group in by_method.values():
+            rng.shuffle(group)
+        # Round-robin over the methods: each gets an equal share of a participant's questions.
+        dealt = [group[i] for i in range(max(map(len, by_method.values()))) for group in by_method.values()
+                 if i < len(group)]
+        chosen = dealt[:settings["questions"]]
+        rng.shuffle(chosen)
+        tests = [trial("test", *p) for p in chosen]
+        practice_pool = dealt[settings["questions"]:] or dealt
         practice = [trial("practice", *practice_pool[i % len(practice_pool)]) for i in range(settings["practice"])]
         items = sorted(attention)
         checks = [trial("attention", item, None, attention[item])
