@@ -243,3 +243,73 @@ def test_closest_style_study_with_the_reference_as_attention_check(tmp_path):
     assert results.participants == 2 and not results.excluded
     for question in results.questions.values():
         assert sum(p.successes for p in question.values()) == sum(p.n for p in question.values()) / 2
+
+
+def test_the_admin_page_creates_a_study_and_its_links(study, client, tmp_path):
+    real, fakes = real_vs_fake_folders(tmp_path / "more")
+    form = {"kind": "real_vs_fake", "name": "from the admin page", "real": str(real),
+            "fakes": f"cyclegan={fakes['cyclegan']}\ncut={fakes['cut']}\n", "questions": "4", "practice": "0",
+            "attention": "1", "show_ms": "0"}
+    r = admin(client).post("/admin/studies", data=form, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/admin/studies/2"
+    r = client.post("/admin/studies/2/links", data={"count": "3"}, follow_redirects=True)
+    assert r.status_code == 200 and r.text.count("/s/") == 3 and "from the admin page" in r.text
+    bad = {**form, "fakes": "no equals sign"}
+    r = client.post("/admin/studies", data=bad)
+    assert r.status_code == 400 and "expected NAME=DIR" in r.text
+
+
+def test_a_local_run_is_offered_and_translates(study, tmp_path, tiny_dataset):
+    import time
+
+    runs = tmp_path / "runs"
+    assert main(["train", "--dataroot", str(tiny_dataset), "--checkpoints_dir", str(runs), "--name", "tiny",
+                 "--netG", "resnet_1blocks", "--ngf", "4", "--ndf", "4", "--load_size", "32", "--crop_size", "32",
+                 "--max_iters", "1", "--num_threads", "0", "--no_progress"]) == 0
+    config = StudioConfig(data=study[0], admin_token=ADMIN, checkpoints_dir=runs)
+    client = TestClient(create_app(config))
+    assert 'value="run:tiny"' in client.get("/").text and 'value="hayao"' in client.get("/").text
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (40, 30), (30, 120, 200)).save(photo)
+    r = client.post("/api/try", data={"model": "run:tiny"}, files={"file": ("p.png", photo.read_bytes(), "image/png")})
+    deadline = time.monotonic() + 60
+    while (status := client.get(f"/api/try/{r.json()['id']}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status["status"] == "done", status
+    assert Image.open(io.BytesIO(client.get(status["result_url"]).content)).size == (40, 30)
+
+
+def test_the_studio_command_serves_and_stops_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from studio_helpers import free_port
+
+    port = free_port()
+    env = {**os.environ, "TRANSFIGURE_STUDIO_TOKEN": ADMIN}
+    proc = subprocess.Popen([sys.executable, "-m", "transfigure", "studio", "--data", str(tmp_path / "d"), "--port",
+                             str(port), "--models", "hayao"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.2)
+        assert "Try a model" in page
+        admin_page = urllib.request.Request(f"http://127.0.0.1:{port}/admin",
+                                            headers={"Authorization": f"Bearer {ADMIN}"})
+        assert urllib.request.urlopen(admin_page, timeout=5).status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert f"/admin/login?token={ADMIN}" in out and "Traceback" not in err
+    assert (tmp_path / "d" / "studio.sqlite3").is_file()

@@ -1,6 +1,7 @@
 """50 participants answering at once against the studio on 127.0.0.1, every answer sent
 twice concurrently: no answer is lost and none is stored twice."""
 import json
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -48,8 +49,20 @@ def test_fifty_concurrent_participants_lose_no_answer_and_double_none(tmp_path):
                 assert codes == [200, 409], codes
             return token
 
-        with ThreadPoolExecutor(PARTICIPANTS) as crowd:
-            finished = list(crowd.map(participant, tokens, timeout=240))
+        copies, stop = [], threading.Event()
+
+        def back_up_while_running():  # the database copied consistently while answers pour in
+            while not stop.wait(0.3):
+                copies.append(db.backup(data, tmp_path / f"copy{len(copies)}.sqlite3"))
+
+        copier = threading.Thread(target=back_up_while_running)
+        copier.start()
+        try:
+            with ThreadPoolExecutor(PARTICIPANTS) as crowd:
+                finished = list(crowd.map(participant, tokens, timeout=240))
+        finally:
+            stop.set()
+            copier.join()
     elapsed = time.monotonic() - started
     with db.opened(data) as conn:
         stored = conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
@@ -60,3 +73,11 @@ def test_fifty_concurrent_participants_lose_no_answer_and_double_none(tmp_path):
     assert len(finished) == PARTICIPANTS and done == PARTICIPANTS
     assert stored == accepted[0] == trials == rejected[0]
     assert elapsed < 240
+    assert copies
+    counts = []
+    for copy in copies:
+        with sqlite3.connect(copy) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            counts.append(conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+    assert counts == sorted(counts) and counts[-1] <= stored
+    print(f"{len(copies)} backups taken while it ran, holding {counts[0]} ... {counts[-1]} answers")

@@ -6,6 +6,7 @@ text) and a little plain JavaScript. State lives in the SQLite database of
 there, never through a path taken from a request."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -135,7 +136,21 @@ def read_upload(raw: bytes, config: StudioConfig, name: str) -> Image.Image:
 def create_app(config: StudioConfig) -> FastAPI:
     config.data = Path(config.data)
     db.connect(config.data).close()  # the schema exists before the first request
-    app = FastAPI(title="transfigure studio", docs_url=None, redoc_url=None, openapi_url=None)
+    stop_cleaning = threading.Event()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        def clean():  # uploads expire even when nobody uploads
+            while True:
+                remove_expired_uploads(config)
+                if stop_cleaning.wait(600):
+                    return
+
+        threading.Thread(target=clean, daemon=True, name="studio-cleanup").start()
+        yield
+        stop_cleaning.set()
+
+    app = FastAPI(title="transfigure studio", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     jobs = ModelJobs(config)
     app.state.config, app.state.jobs = config, jobs
