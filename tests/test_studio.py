@@ -167,6 +167,8 @@ def test_uploads_that_are_not_images_or_too_large_are_refused_with_a_message(stu
     assert r.status_code == 413 and "100x100 is over the limit of 5,000 pixels" in r.json()["error"]
     r = client.post("/api/try", data={"model": "hayao"}, files={"file": ("huge.bin", b"\0" * 20000, "image/png")})
     assert r.status_code == 413 and "MB limit" in r.json()["error"]
+    r = client.post("/api/try", data={"model": "hayao"}, files={"file": ("huge.png", b"\0" * 300_000, "image/png")})
+    assert r.status_code == 413 and "MB limit" in r.json()["error"]  # refused before the body is parsed
     assert not (study[0] / "uploads").exists() or not list((study[0] / "uploads").iterdir())
 
 

@@ -128,7 +128,9 @@ def read_upload(raw: bytes, config: StudioConfig, name: str) -> Image.Image:
         image.load()
     except HTTPException:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # so large that Pillow refuses even to open it
+        raise HTTPException(413, f"{name}: over the limit of {config.max_pixels:,} pixels; scale it down first")
+    except (UnidentifiedImageError, OSError, ValueError):
         raise HTTPException(400, f"{name}: not an image this studio can read (use PNG, JPEG, WebP, BMP or TIFF)")
     return image.convert("RGB")
 
@@ -181,6 +183,16 @@ def create_app(config: StudioConfig) -> FastAPI:
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": str(exc)}, status_code=status)
         return page("error.html", status, message=str(exc))
+
+    @app.middleware("http")
+    async def refuse_oversized_uploads(request: Request, call_next):
+        """Before the multipart body is read (and spooled to disk): a declared size far over
+        the limit is refused at once."""
+        declared = request.headers.get("content-length", "")
+        if request.url.path == "/api/try" and declared.isdigit() and \
+                int(declared) > config.max_upload_mb * 2**20 + 2**16:  # room for the form's own fields
+            return JSONResponse({"error": f"the upload is over the {config.max_upload_mb:g} MB limit"}, 413)
+        return await call_next(request)
 
     # ------------------------------------------------------------ try a model
     @app.get("/", response_class=HTMLResponse)
