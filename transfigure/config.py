@@ -274,6 +274,17 @@ def int_at_least(minimum: int, meaning: str = ""):
     return parse
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def add_common_arguments(parser, device: bool = False, progress: bool = False, checkpoints_dir: bool = False) -> None:
     """The options several commands share, written once."""
     if checkpoints_dir:

@@ -1,24 +1,14 @@
 """`transfigure studio` (the web app) and `transfigure study ...` (studies from the command line)."""
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
+from ..config import add_common_arguments, int_at_least, positive_float
 from ..errors import SetupError, UsageError
 
 DEFAULT_DATA = "studio_data"
 INSTALL_HINT = "pip install 'transfigure[studio]' (FastAPI, uvicorn, python-multipart)"
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
 
 
 def _data_argument(p) -> None:
@@ -37,22 +27,21 @@ def add_commands(sub) -> None:
     _data_argument(s)
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for your network)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int_at_least(1), default=8000)
     s.add_argument("--admin_token", default=None,
                    help="the admin token (default: $TRANSFIGURE_STUDIO_TOKEN, else a new random one)")
-    s.add_argument("--checkpoints_dir", default="checkpoints", help="local runs offered on the try page")
     s.add_argument("--weights", action="append", default=[], metavar="MODEL=PATH",
                    help="local weights for a published model (offline), e.g. hayao=weights/hayao; repeatable")
     s.add_argument("--models", default=None, metavar="A,B",
                    help="only offer these models on the try page (default: every published model and local run)")
-    s.add_argument("--max_upload_mb", type=_positive_float, default=20.0, help="largest upload accepted")
-    s.add_argument("--max_pixels", type=int, default=40_000_000, help="largest upload accepted, in pixels")
-    s.add_argument("--keep_hours", type=_positive_float, default=24.0,
+    s.add_argument("--max_upload_mb", type=positive_float, default=20.0, help="largest upload accepted")
+    s.add_argument("--max_pixels", type=int_at_least(1), default=40_000_000, help="largest upload accepted, in pixels")
+    s.add_argument("--keep_hours", type=positive_float, default=24.0,
                    help="uploads and their results are deleted after this many hours")
-    s.add_argument("--max_size", type=int, default=1600,
+    s.add_argument("--max_size", type=int_at_least(0), default=1600,
                    help="uploads are translated with their long side at most this (0 = as uploaded)")
-    s.add_argument("--tile", type=int, default=0, help="translate in tiles of this size (less memory)")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--tile", type=int_at_least(0), default=0, help="translate in tiles of this size (less memory)")
+    add_common_arguments(s, device=True, checkpoints_dir=True)  # the runs are offered on the try page
     s.set_defaults(func=_cmd_studio)
 
     p = sub.add_parser("study", help="create human perceptual studies, hand out links, read results",
@@ -73,20 +62,20 @@ def add_commands(sub) -> None:
     c.add_argument("--fake", action="append", default=[], metavar="NAME=DIR", help="one method's outputs; repeatable")
     c.add_argument("--reference", help="images of the target style (closest_style)")
     c.add_argument("--candidates", nargs="+", default=[], metavar="NAME=DIR", help="each method's outputs")
-    c.add_argument("--questions", type=int, default=20, help="test trials per participant")
-    c.add_argument("--practice", type=int, default=2, help="practice trials first, with feedback, not counted")
-    c.add_argument("--attention", type=int, default=2,
+    c.add_argument("--questions", type=int_at_least(1), default=20, help="test trials per participant")
+    c.add_argument("--practice", type=int_at_least(0), default=2, help="practice trials first, with feedback, not counted")
+    c.add_argument("--attention", type=int_at_least(0), default=2,
                    help="attention checks (an obvious answer) among the test trials; a failed one excludes the "
                         "participant")
-    c.add_argument("--show_ms", type=int, default=1000,
+    c.add_argument("--show_ms", type=int_at_least(0), default=1000,
                    help="real_vs_fake: how long each pair is shown, in ms (the paper: 1000); 0 = until answered")
-    c.add_argument("--links", type=int, default=0, help="also create this many participant links")
+    c.add_argument("--links", type=int_at_least(0), default=0, help="also create this many participant links")
     c.add_argument("--base_url", default="http://127.0.0.1:8000", help="where participants reach the studio")
     c.set_defaults(func=_cmd_create)
     k = study_sub.add_parser("links", help="create participant links (each counts once)")
     _data_argument(k)
     k.add_argument("study", type=int, help="the study's id")
-    k.add_argument("--count", type=int, default=10)
+    k.add_argument("--count", type=int_at_least(1), default=10)
     k.add_argument("--base_url", default="http://127.0.0.1:8000", help="where participants reach the studio")
     k.set_defaults(func=_cmd_links)
     r = study_sub.add_parser("results", help="a study's results with 95%% confidence intervals")
