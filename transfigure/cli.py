@@ -23,6 +23,7 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args) -> int:
+    from .distributed import world_from_environment
     from .tempfiles import check_output_folder
     from .train import train
 
@@ -32,7 +33,8 @@ def _cmd_train(args) -> int:
                                  "(or train/ for --dataset_mode aligned)")
     check_output_folder(Path(opt.checkpoints_dir) / opt.name, "--checkpoints_dir")
     result = train(opt, progress=not args.no_progress)
-    print(result.describe())
+    if world_from_environment().is_main:
+        print(result.describe())
     return 0 if result.status in ("finished", "paused") else 130
 
 
@@ -498,6 +500,21 @@ def _add_benchmark(sub) -> None:
                    help="sizes cartoonized whole, for comparison (memory grows with the pixels)")
     t.set_defaults(func=_cmd_benchmark_tiling)
     _add_benchmark_speed(b_sub)
+    g = b_sub.add_parser(
+        "scaling", help="training throughput with 1, 2, ... processes (torchrun, one thread each)",
+        description="Runs the same training as a torchrun job with each --processes count, one CPU thread per "
+                    "process and the same per-process batch, and reports iterations/s, images/s and the speed-up "
+                    "in images/s over one process in OUT/table.md and OUT/results.json (times: the training step, "
+                    "including the gradient all-reduce, after --warmup iterations).")
+    g.add_argument("--out", default="results/scaling", help="folder for the data, runs and the table")
+    g.add_argument("--model", default="cycle_gan", choices=["cycle_gan", "pix2pix"])
+    g.add_argument("--size", type=config.int_at_least(32), default=64, help="training image size")
+    g.add_argument("--processes", type=config.int_at_least(1), nargs="+", default=[1, 2])
+    g.add_argument("--batch_size", type=config.int_at_least(1), default=1, help="per process")
+    g.add_argument("--steps", type=config.int_at_least(3), default=12, help="iterations per job, warm-up included")
+    g.add_argument("--warmup", type=config.int_at_least(1), default=2)
+    config.add_common_arguments(g, progress=True)
+    g.set_defaults(func=_cmd_benchmark_scaling)
 
 
 def _add_benchmark_photo_arguments(p) -> None:
@@ -542,6 +559,16 @@ def _cmd_benchmark_speed(args) -> int:
 
     run_speed(args.out, args.model, args.size, args.photo, args.style, args.weights, parse_size(args.translate_size),
               args.train_modes, args.translate_modes, args.warmup, args.steps, args.device)
+    return 0
+
+
+def _cmd_benchmark_scaling(args) -> int:
+    from .benchmarks.scaling import run_scaling
+
+    if args.warmup >= args.steps:
+        raise config.ConfigError(f"--warmup {args.warmup} leaves no timed iterations of --steps {args.steps}")
+    run_scaling(args.out, args.model, args.size, tuple(args.processes), args.batch_size, args.steps, args.warmup,
+                progress=not args.no_progress)
     return 0
 
 

@@ -45,6 +45,12 @@ class Options:
                          "amx_bf16) or GPU runs it natively, else fp32, and says why; fp16 scales the losses "
                          "(one GradScaler for all optimizers). Weights, losses and checkpoints stay fp32",
                          choices=["auto", "fp32", "bf16", "fp16"], group="run")
+    dist_backend: str = opt("auto", "with torchrun: the process group's backend (auto: nccl on CUDA, gloo on CPU)",
+                            choices=["auto", "gloo", "nccl"], group="distributed")
+    sync_bn: bool = opt(True, "with torchrun and --norm batch: batch statistics over the global batch, every "
+                        "process's (SyncBatchNorm); false keeps each process's own", group="distributed")
+    dist_timeout: int = opt(120, "with torchrun: seconds a process waits for the others before the job fails",
+                            group="distributed")
     channels_last: bool = opt(False, "keep the networks' weights and activations in channels-last (NHWC) memory "
                               "order; see `transfigure benchmark speed` for whether it helps on this machine",
                               group="run")
@@ -78,7 +84,8 @@ class Options:
     direction: str = opt("AtoB", "translation direction", choices=["AtoB", "BtoA"], group="data")
     serial_batches: bool = opt(False, "take B images in order instead of at random", group="data")
     num_threads: int = opt(2, "data loading worker processes (0 = in the main process)", group="data")
-    batch_size: int = opt(1, "images per batch", group="data")
+    batch_size: int = opt(1, "images per batch and process: with torchrun the global batch is batch_size x the "
+                          "number of processes, and the learning rate is not rescaled for it", group="data")
     load_size: int = opt(286, "scale images to this size before cropping", group="data")
     crop_size: int = opt(256, "then crop to this size", group="data")
     max_dataset_size: int = opt(0, "use at most this many images per domain; 0 = all", group="data")
@@ -233,7 +240,7 @@ def validate(o: Options) -> None:
     if not o.name.strip() or name.is_absolute() or ".." in name.parts:
         raise ConfigError(f"--name {o.name!r}: a run's name is a folder inside --checkpoints_dir (no absolute path, "
                           "no '..'); use --checkpoints_dir to choose where runs go")
-    positive = ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D")
+    positive = ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D", "dist_timeout")
     for name in positive:
         if getattr(o, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(o, name)}")

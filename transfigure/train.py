@@ -19,7 +19,10 @@ from . import checkpoint as ckpt
 from .config import Options
 from .data.datasets import create_dataset
 from .data.images import ImageLoadError
+from .errors import TransfigureError
+from . import distributed
 from .devices import Precision, choose_precision, report_choice, resolve_device
+from .distributed import SINGLE, World
 from .methods import Method, create_method
 from .runlog import RunLog
 
@@ -36,10 +39,18 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 class EpochSampler(Sampler):
     """The epoch's order depends only on (seed, epoch), so a resumed run can
-    skip exactly the samples it had already seen."""
+    skip exactly the samples it had already seen.
 
-    def __init__(self, n: int, seed: int, epoch: int, shuffle: bool, start: int = 0):
+    With several processes the order is the same, cut into global batches of
+    batch_size x world size; each process takes its slice of every global batch,
+    so the processes together see what one process with the global batch would.
+    The last global batch of an epoch is filled up with the epoch's first images
+    (as torch's DistributedSampler does), so every process runs as many iterations."""
+
+    def __init__(self, n: int, seed: int, epoch: int, shuffle: bool, start: int = 0,
+                 batch_size: int = 1, world: World = SINGLE):
         self.n, self.seed, self.epoch, self.shuffle, self.start = n, seed, epoch, shuffle, start
+        self.batch_size, self.world = batch_size, world
 
     def _order(self) -> list[int]:
         if not self.shuffle:
@@ -47,11 +58,22 @@ class EpochSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.n, generator=g).tolist()
 
+    def _mine(self) -> list[int]:
+        order = self._order()
+        if not self.world.active:
+            return order[self.start:]
+        step = self.batch_size * self.world.size
+        padded = order + order[:(-len(order)) % step]
+        mine = []
+        for first in range(self.start, len(padded), step):
+            mine += padded[first + self.world.rank * self.batch_size:][:self.batch_size]
+        return mine
+
     def __iter__(self):
-        return iter(self._order()[self.start:])
+        return iter(self._mine())
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start)
+        return len(self._mine())
 
 
 def make_scheduler(opt: Options, optimizer: torch.optim.Optimizer):
@@ -117,10 +139,11 @@ FP32 = MixedPrecision(Precision("fp32", "default"), torch.device("cpu"))
 
 
 def optimize(method: Method, batch: dict, optimizers: dict,
-             amp: MixedPrecision = FP32) -> dict[str, dict[str, float]]:
+             amp: MixedPrecision = FP32, world: World = SINGLE) -> dict[str, dict[str, float]]:
     """One training iteration: for each phase of `method.losses` (its forward pass under
-    `amp`'s autocast), the backward pass of the sum of its losses and the step of its
-    optimizer. Returns each optimizer's losses."""
+    `amp`'s autocast), the backward pass of the sum of its losses, the gradients averaged
+    over the processes of `world`, and the step of its optimizer. Returns each
+    optimizer's losses (this process's)."""
     losses = {}
     phases = method.losses(batch)
     while True:
@@ -132,6 +155,7 @@ def optimize(method: Method, batch: dict, optimizers: dict,
         optimizer = optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         amp.scaler.scale(sum(v.float() for v in terms.values())).backward()
+        distributed.average_gradients((p for group in optimizer.param_groups for p in group["params"]), world)
         amp.scaler.step(optimizer)
         losses[name] = {k: float(v.detach()) for k, v in terms.items()}
     amp.scaler.update()
@@ -156,67 +180,121 @@ class TrainResult:
 
 
 class _StopRequest:
-    """First Ctrl-C asks the loop to stop after the current iteration and save;
-    a second one stops at once (the previous checkpoint is still intact)."""
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current iteration and
+    save; a second one stops at once (the previous checkpoint is still intact). Under
+    torchrun a process gets the terminal's Ctrl-C and then the launcher's own signal,
+    so there every signal only asks: torchrun kills what is left after 30 s."""
 
-    def __init__(self):
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, world: World = SINGLE):
         self.requested = False
-        self._previous = None
+        self.world = world
+        self._previous = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not in the main thread: leave signals alone
-            self._previous = None
+            self._previous = {}
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
+            if self.world.active:
+                return
             raise KeyboardInterrupt
         self.requested = True
-        tqdm.write("Stopping after this iteration and saving a checkpoint (Ctrl-C again to stop now)...")
+        if self.world.is_main:
+            tqdm.write("Stopping after this iteration and saving a checkpoint (Ctrl-C again to stop now)...")
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
         return False
 
 
+class _SilentLog:
+    """What processes other than rank 0 log: nothing."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def trim(self, *args):
+        pass
+
+    def losses(self, *args):
+        pass
+
+
 class Trainer:
-    def __init__(self, opt: Options, progress: bool = True):
+    def __init__(self, opt: Options, progress: bool = True, world: World | None = None):
         self.opt = opt
-        self.progress = progress
-        self.device = resolve_device(opt.device, opt.gpu_ids)
+        self.world = distributed.world_from_environment() if world is None else world
+        self.progress = progress and self.world.is_main
+        self.device = distributed.start(self.world, resolve_device(opt.device, opt.gpu_ids), opt.dist_backend,
+                                        opt.dist_timeout)
         self.amp = MixedPrecision(choose_precision(opt.precision, self.device), self.device)
-        report_choice(f"Training on {self.device.type}, {self.amp.precision.describe()}", self.amp.precision,
-                      progress)
+        if self.world.is_main:
+            where = f" in {self.world.size} processes" if self.world.active else ""
+            report_choice(f"Training on {self.device.type}{where}, {self.amp.precision.describe()}",
+                          self.amp.precision, progress)
         self.dir = ckpt.run_dir(opt)
         seed_everything(opt.seed, opt.deterministic)
 
         resume_state = self._resume_state()
         self.method = create_method(opt, self.device)  # first: it refuses options it cannot train
+        if self.world.active:
+            for net in self.method.nets.values():
+                if opt.norm == "batch" and opt.sync_bn:
+                    distributed.convert_batch_norm(net)
+                distributed.broadcast_module(net, self.world)
+            # The same weights everywhere; from here each process draws its own randomness.
+            if self.world.rank:
+                seed_everything(opt.seed + 7919 * self.world.rank, opt.deterministic)
         self.dataset = create_dataset(opt, "train")
         skipped = getattr(self.dataset, "skipped_files", [])
-        if skipped:
+        if skipped and self.world.is_main:
             print(f"Skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
         self.sample_batch = self._sample_batch()
         self.optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
                            for name, params in self.method.param_groups().items()}
         self.schedulers = {name: make_scheduler(opt, o) for name, o in self.optimizers.items()}
         self.epoch, self.epoch_step, self.total_steps, self.elapsed_s = opt.epoch_count, 0, 0, 0.0
+        self.epoch_samples = 0  # of this epoch's order, taken by all processes together
         for _ in range(opt.epoch_count - 1):  # official --epoch_count: start part-way along the schedule
             self._step_schedulers(None)
         if resume_state is not None:
             self._restore(resume_state)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        ckpt.write_options(opt, self.dir)
-        self.log = RunLog(self.dir, opt.name, opt.print_freq)
+        if self.world.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            ckpt.write_options(opt, self.dir)
+        self.log = RunLog(self.dir, opt.name, opt.print_freq) if self.world.is_main else _SilentLog()
         self.log.trim(self.total_steps)
 
     # --- state -------------------------------------------------------------
     def _resume_state(self) -> dict | None:
+        """Rank 0 reads the checkpoint and hands it (or its error) to every process."""
+        outcome = None
+        if self.world.is_main:
+            try:
+                outcome = (self._read_resume_state(), None)
+            except TransfigureError as e:
+                outcome = (None, e)
+        state, error = distributed.broadcast_object(outcome, self.world)
+        if error is not None:
+            raise error
+        return state
+
+    def _read_resume_state(self) -> dict | None:
         path = ckpt.state_path(self.dir, self.opt.epoch)
-        if self.opt.continue_train:
+        restarted = distributed.restarted_by_launcher() and path.exists()
+        if self.opt.continue_train or restarted:
+            if restarted and not self.opt.continue_train:
+                print(f"torchrun restarted the job: resuming from {path}")
             state = ckpt.load_training_state(path)
             ckpt.check_compatible(state["options"], self.opt, path)
             return state
@@ -233,30 +311,48 @@ class Trainer:
             self.optimizers[name].load_state_dict(sd)
         for name, sd in state["schedulers"].items():
             self.schedulers[name].load_state_dict(sd)
-        self.method.load_state_dict(state["method"])
         if state.get("grad_scaler"):
             self.amp.scaler.load_state_dict(state["grad_scaler"])
-        ckpt.restore_rng(state["rng"])
+        # Each process's own image pools and random state; a checkpoint from one process has rank 0's only.
+        ranks = state.get("ranks") or [{"method": state["method"], "rng": state["rng"]}]
+        if self.world.rank < len(ranks):
+            self.method.load_state_dict(ranks[self.world.rank]["method"])
+            ckpt.restore_rng(ranks[self.world.rank]["rng"])
         self.epoch, self.epoch_step = state["epoch"], state["epoch_step"]
+        self.epoch_samples = state.get("epoch_samples", self.epoch_step * state["options"]["batch_size"])
         self.total_steps, self.elapsed_s = state["total_steps"], state["elapsed_s"]
-        print(f"Resuming {self.dir} at epoch {self.epoch}, iteration {self.total_steps}")
+        if self.world.is_main:
+            print(f"Resuming {self.dir} at epoch {self.epoch}, iteration {self.total_steps}")
+            if len(ranks) != self.world.size:
+                saved_batch = state["options"]["batch_size"] * len(ranks)
+                print(f"The checkpoint was written by {len(ranks)} process(es), this job has {self.world.size}: the "
+                      f"global batch goes from {saved_batch} to {self.opt.batch_size * self.world.size}, the rest of "
+                      "the epoch is cut into batches differently, and processes without a saved image pool and "
+                      "random state start afresh (the weights, optimizers and schedules carry over).")
 
     def state(self) -> dict:
+        """The checkpoint; every process must call it (it gathers each one's pools and RNG)."""
+        ranks = distributed.gather({"method": self.method.state_dict(), "rng": ckpt.capture_rng()}, self.world)
         return {
             "format": ckpt.FORMAT, "version": ckpt.FORMAT_VERSION,
             "options": self.opt.to_dict(),
-            "epoch": self.epoch, "epoch_step": self.epoch_step,
+            "epoch": self.epoch, "epoch_step": self.epoch_step, "epoch_samples": self.epoch_samples,
             "total_steps": self.total_steps, "elapsed_s": self.elapsed_s,
             "nets": {k: v.state_dict() for k, v in self.method.nets.items()},
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
-            "method": self.method.state_dict(),
-            "rng": ckpt.capture_rng(),
+            "method": ranks[0]["method"],
+            "rng": ranks[0]["rng"],
+            "ranks": ranks if self.world.active else None,
             "grad_scaler": self.amp.scaler.state_dict(),  # empty unless fp16
         }
 
     def save(self, label: str | int = "latest") -> None:
-        ckpt.atomic_torch_save(self.state(), ckpt.state_path(self.dir, label))
+        """Every process calls it; rank 0 writes."""
+        state = self.state()
+        if not self.world.is_main:
+            return
+        ckpt.atomic_torch_save(state, ckpt.state_path(self.dir, label))
         for name in self.method.generators:
             ckpt.save_generator(self.method.nets[name].state_dict(), self.dir / f"{label}_net_{name}")
 
@@ -276,11 +372,16 @@ class Trainer:
     def _loader(self) -> DataLoader:
         self.dataset.set_epoch(self.epoch)
         sampler = EpochSampler(len(self.dataset), self.opt.seed, self.epoch, shuffle=not self.opt.serial_batches,
-                               start=self.epoch_step * self.opt.batch_size)
+                               start=self.epoch_samples,
+                               batch_size=self.opt.batch_size, world=self.world)
         return DataLoader(_LoadErrorsAsItems(self.dataset), batch_size=self.opt.batch_size, sampler=sampler,
                           num_workers=self.opt.num_threads, pin_memory=self.device.type == "cuda",
                           worker_init_fn=_worker_init if self.opt.num_threads else None, drop_last=False,
-                          collate_fn=_collate_or_error)
+                          collate_fn=_collate_or_error,
+                          # Its own generator: each new loader would otherwise take a draw from the global RNG
+                          # (for worker seeds), so a resumed run, which makes one more, would drift from an
+                          # uninterrupted one wherever randomness follows (dropout, pools).
+                          generator=torch.Generator().manual_seed(self.opt.seed * 1_000_003 + self.epoch))
 
     def _sample_batch(self) -> dict:
         """A fixed batch for sample grids: the first images as epoch 0 augments them
@@ -295,6 +396,8 @@ class Trainer:
         return torch.utils.data.default_collate(items)
 
     def _write_samples(self, label: str) -> None:
+        if not self.world.is_main:
+            return
         for net in self.method.nets.values():
             net.eval()
         visuals = self.method.visuals(self.sample_batch)
@@ -304,7 +407,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         status = "finished"
-        with _StopRequest() as stop, self.log:
+        with _StopRequest(self.world) as stop, self.log:
             while status == "finished" and self.epoch <= self.last_epoch:
                 generator_losses: list[float] = []
                 status = self._run_epoch(stop, generator_losses)
@@ -333,14 +436,19 @@ class Trainer:
                 if isinstance(batch, ImageLoadError):
                     raise _unreadable_training_image(batch)
                 started = time.perf_counter()
-                losses = optimize(self.method, batch, self.optimizers, self.amp)
+                losses = optimize(self.method, batch, self.optimizers, self.amp, self.world)
                 self.elapsed_s += time.perf_counter() - started
                 flat = {k: v for phase in losses.values() for k, v in phase.items()}
+                # One all-reduce: the same losses (schedules, plateau) and the same decision to stop everywhere.
+                means, stopping = distributed.mean_and_any(list(flat.values()), stop.requested, self.world)
+                flat = dict(zip(flat, means))
+                losses = {name: {k: flat[k] for k in phase} for name, phase in losses.items()}
                 if not all(np.isfinite(v) for v in flat.values()):
                     raise FloatingPointError(
                         f"non-finite loss at iteration {self.total_steps + 1}: {flat}. The last good "
                         f"checkpoint is {ckpt.state_path(self.dir)}; try a lower --lr.")
                 self.epoch_step += 1
+                self.epoch_samples += self.opt.batch_size * self.world.size
                 self.total_steps += 1
                 generator_losses.append(sum(losses.get(self.method.generator_optimizer, {}).values()))
                 bar.set_postfix({k: f"{v:.3f}" for k, v in flat.items()}, refresh=False)
@@ -351,23 +459,33 @@ class Trainer:
                     self.save("latest")
                 if o.max_iters and self.total_steps >= o.max_iters:
                     return "paused"
-                if stop.requested:
+                if stopping:
                     return "interrupted"
         return "finished"
 
     def _end_epoch(self, generator_losses: list[float]) -> None:
         self._step_schedulers(float(np.mean(generator_losses)) if generator_losses else None)
         finished = self.epoch
-        self.epoch, self.epoch_step = self.epoch + 1, 0
+        self.epoch, self.epoch_step, self.epoch_samples = self.epoch + 1, 0, 0
         if not self.opt.display_freq:
             self._write_samples(f"epoch_{finished:03d}")
         lr = self.optimizers[self.method.generator_optimizer].param_groups[0]["lr"]
-        tqdm.write(f"epoch {finished}/{self.last_epoch} done: {self.total_steps} iterations, "
-                   f"{self.elapsed_s:.0f} s training, lr {lr:.2e}")
+        if self.world.is_main:
+            tqdm.write(f"epoch {finished}/{self.last_epoch} done: {self.total_steps} iterations, "
+                       f"{self.elapsed_s:.0f} s training, lr {lr:.2e}")
         if finished % self.opt.save_epoch_freq == 0 or finished == self.last_epoch:
             self.save(finished)
         self.save("latest")
 
 
 def train(opt: Options, progress: bool = True) -> TrainResult:
-    return Trainer(opt, progress=progress).run()
+    """Train in this process, or as one process of a torchrun job (see distributed.py)."""
+    world = distributed.world_from_environment()
+    try:
+        return Trainer(opt, progress=progress, world=world).run()
+    except Exception as e:
+        if world.active and distributed.is_lost_peer(e):
+            raise distributed.LostPeer(world, e) from None
+        raise
+    finally:
+        distributed.stop(world)
