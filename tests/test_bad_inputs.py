@@ -347,12 +347,12 @@ def test_read_only_output_folders_are_refused_before_any_work(weights, photo, tm
         "--checkpoints_dir": ["train", "--dataroot", dataset, "--checkpoints_dir", read_only, "--name", "r"],
         "--out ": ["export", "--checkpoint", weights, "--format", "torchscript", "--out", read_only / "m.pt"],
     }
-    try:
-        for option, argv in commands.items():
-            proc = transfigure_process(*argv, "--no_progress" if argv[0] != "export" else "--overwrite",
-                                       as_unprivileged_root=True)
+    try:  # all at once: each is a process that starts Python and PyTorch
+        running = {option: transfigure_process(*argv, "--no_progress" if argv[0] != "export" else "--overwrite",
+                                               as_unprivileged_root=True) for option, argv in commands.items()}
+        for option, proc in running.items():
             out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 2, (argv, err)
+            assert proc.returncode == 2, (option, err)
             assert err.count("\n") == 1 and option.strip() in err and "no permission to write" in err, err
         assert list(read_only.iterdir()) == []
     finally:
@@ -389,6 +389,8 @@ def test_ctrl_c_from_the_terminal_is_one_line_and_a_rerun_finishes(tmp_path, com
     assert len(lines) == 1 and "stopped" in lines[0], err
     done = sorted(p.name for p in out.glob("*.png"))
     assert 0 < len(done) < 40 and not [p for p in out.iterdir() if p.name.startswith(".")]
+    if command == "cartoonize":
+        return  # a rerun skipping finished outputs: test_cartoonize; smooth-edges' workers are tested below
     proc = transfigure_process(*argv, "--no_progress")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

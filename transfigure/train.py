@@ -155,7 +155,8 @@ def optimize(method: Method, batch: dict, optimizers: dict,
         optimizer = optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         amp.scaler.scale(sum(v.float() for v in terms.values())).backward()
-        distributed.average_gradients((p for group in optimizer.param_groups for p in group["params"]), world)
+        if world.active:
+            distributed.average_gradients([p for group in optimizer.param_groups for p in group["params"]], world)
         amp.scaler.step(optimizer)
         losses[name] = {k: float(v.detach()) for k, v in terms.items()}
     amp.scaler.update()
