@@ -183,3 +183,19 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_iteration_with_one_chec
     assert len(saved["ranks"]) == 2 and 2 <= steps < 30  # a checkpoint exists from the first epoch on
     log = (tmp_path / "stopped" / "loss_log.jsonl").read_text().splitlines()
     assert log and str(steps) in log[-1]
+
+
+def test_a_job_started_without_torchrun_or_with_nccl_on_cpus_is_one_clear_line(dataset, tmp_path, monkeypatch,
+                                                                               capsys):
+    from transfigure.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    base = ["train", "--dataroot", str(dataset), "--checkpoints_dir", str(tmp_path), "--name", "r", "--device", "cpu"]
+    assert main(base) == 2
+    assert "MASTER_ADDR and MASTER_PORT are not set: start several processes with torchrun" in capsys.readouterr().err
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    assert main([*base, "--dist_backend", "nccl"]) == 2
+    assert "--dist_backend nccl needs GPUs" in capsys.readouterr().err

@@ -94,8 +94,14 @@ def start(world: World, device: torch.device, backend: str = "auto", timeout_s: 
         torch.cuda.set_device(device)
     if backend == "auto":
         backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl" and device.type != "cuda":
+        raise UsageError("--dist_backend nccl needs GPUs; on CPUs use gloo (--dist_backend auto picks it)")
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=timeout_s)
+        missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+        if missing:
+            raise UsageError(f"WORLD_SIZE is {world.size} but {' and '.join(missing)} are not set: start several "
+                             "processes with torchrun (see the README), which sets them")
         store, _, _ = next(dist.rendezvous("env://", world.rank, world.size, timeout=timeout))
         # torchrun's store outlives a restart: keys of the failed attempt (each process's address)
         # would be read by the new one, which then connects to dead ports. A prefix per attempt.
