@@ -163,3 +163,15 @@ def test_cartoon_data_commands(tmp_path):
     # Refuses to write into the folder it reads.
     assert main(["data", "smooth-edges", "--src", str(data / "trainB"), "--out", str(data / "trainB"),
                  "--no_progress"]) == 2
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly():
+    """`transfigure models | head`: the reader goes away; no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "transfigure", "models"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader stops before anything is read
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""

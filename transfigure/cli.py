@@ -693,12 +693,19 @@ def main(argv: list[str] | None = None) -> int:
     expected = (TransfigureError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
                 NotADirectoryError)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit: a reader that stopped early is handled below
+        return code
     except expected as e:
         if os.environ.get("TRANSFIGURE_DEBUG"):
             raise
         print(f"transfigure {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output stopped (`transfigure models | head`): end quietly, as `ls | head` does.
+        # Python would report the failed flush of stdout at exit, so it goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended that way
     except KeyboardInterrupt:
         if os.environ.get("TRANSFIGURE_DEBUG"):
             raise
