@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -27,7 +28,10 @@ def _cmd_train(args) -> int:
     from .tempfiles import check_output_folder
     from .train import train
 
+    from .data.registry import resolve_dataroot
+
     opt = config.options_from_namespace(args)
+    opt = dataclasses.replace(opt, dataroot=resolve_dataroot(opt.dataroot))
     if not opt.dataroot:
         raise config.ConfigError("--dataroot is required: the folder holding trainA/ and trainB/ "
                                  "(or train/ for --dataset_mode aligned)")
@@ -212,6 +216,37 @@ def _add_data(sub) -> None:
     from .data.edges import add_smooth_edges_arguments, run_smooth_edges
     add_smooth_edges_arguments(e)
     e.set_defaults(func=run_smooth_edges)
+    ls = data_sub.add_parser("list", help="the papers' datasets by name",
+                             description="The CycleGAN and pix2pix datasets `data download` fetches: task, training "
+                                         "images (as the reference documents them), what is downloaded under --root, "
+                                         "terms and source. NAME_pix2pix is the pix2pix archive of a name both "
+                                         "papers have.")
+    ls.add_argument("--root", default="datasets", help="where datasets are downloaded")
+    ls.set_defaults(func=_cmd_data_list)
+    d = data_sub.add_parser(
+        "download", help="download one of the papers' datasets by name",
+        description="Download NAME (`transfigure data list`) from the reference's host into ROOT/NAME. An "
+                    "interrupted download resumes when run again; the folder appears only once the archive "
+                    "arrived whole and extracted cleanly. $TRANSFIGURE_DATASET_MIRROR replaces the host. Then "
+                    "`--dataroot NAME` works in train and evaluate.")
+    d.add_argument("name")
+    d.add_argument("--root", default="datasets", help="where datasets are downloaded")
+    config.add_common_arguments(d, progress=True)
+    d.set_defaults(func=_cmd_data_download)
+
+
+def _cmd_data_list(args) -> int:
+    from .data.registry import format_list
+
+    print(format_list(args.root))
+    return 0
+
+
+def _cmd_data_download(args) -> int:
+    from .data.registry import download_dataset
+
+    download_dataset(args.name, args.root, progress=not args.no_progress)
+    return 0
 
 
 def _cmd_synth(args) -> int:
@@ -299,13 +334,15 @@ def _add_evaluate_run(ev_sub) -> None:
 
 
 def _cmd_evaluate_run(args) -> int:
+    from .data.registry import resolve_dataroot
     from .evaluate.run import evaluate_run, format_metrics, run_options
     from .devices import resolve_device
 
     device = resolve_device(args.device)
     extractor, weights = _extractor(args, run_options(args.name, args.checkpoints_dir).get("crop_size", 64))
     metrics = evaluate_run(args.name, checkpoints_dir=args.checkpoints_dir, results_dir=args.results_dir,
-                           phase=args.phase, epoch=args.epoch, dataroot=args.dataroot, palette=args.palette,
+                           phase=args.phase, epoch=args.epoch, dataroot=resolve_dataroot(args.dataroot),
+                           palette=args.palette,
                            labels_domain=args.labels_domain, extractor=extractor, weights_path=weights,
                            kid=not args.no_kid, eval_mode=args.eval, device=device,
                            progress=not args.no_progress)
