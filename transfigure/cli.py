@@ -23,14 +23,26 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+# What a resumed run takes from the command line, never from its record.
+_NOT_RESUMED = ("continue_train", "max_iters", "epoch", "config")
+
+
 def _cmd_train(args) -> int:
+    from . import checkpoint as ckpt
+    from .data.registry import resolve_dataroot
     from .distributed import world_from_environment
     from .tempfiles import check_output_folder
     from .train import train
 
-    from .data.registry import resolve_dataroot
-
-    opt = config.options_from_namespace(args)
+    given = {k: v for k, v in vars(args).items() if k in config.OPTION_FIELDS}
+    if given.get("continue_train"):
+        # `--name N --continue_train` is enough: the run's recorded options, then what was typed.
+        run = Path(given.get("checkpoints_dir", config.OPTION_FIELDS["checkpoints_dir"].default)) / \
+            given.get("name", config.OPTION_FIELDS["name"].default)
+        recorded = {k: v for k, v in ckpt.read_options(run).items()
+                    if k in config.OPTION_FIELDS and k not in _NOT_RESUMED}
+        given = {**recorded, **given}
+    opt = config.make_options(given)
     opt = dataclasses.replace(opt, dataroot=resolve_dataroot(opt.dataroot))
     if not opt.dataroot:
         raise config.ConfigError("--dataroot is required: the folder holding trainA/ and trainB/ "
@@ -146,15 +158,50 @@ def _add_export(sub) -> None:
                     "CartoonGAN styles' BGR order happen inside). ONNX names them 'image' and 'translated'. The "
                     "file is then run at two sizes and compared with PyTorch.")
     _add_model_source(p)
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", required=True, help="the file to write (e.g. horse2zebra.onnx)")
+    p.add_argument("--format", required=True, choices=[*FORMATS, "official"],
+                   help="onnx or torchscript: one generator for deployment; official: a run's generators AND "
+                        "discriminators in the reference implementation's layout (--out a folder; its "
+                        "--continue_train loads them), from --name or a .ckpt --checkpoint")
+    p.add_argument("--out", required=True, help="the file to write (e.g. horse2zebra.onnx); a folder for official")
     p.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
     config.add_common_arguments(p, progress=True)
     p.set_defaults(func=_cmd_export)
 
 
+def _cmd_export_official(args) -> int:
+    from .reference_runs import export_official
+
+    if args.pretrained:
+        raise config.ConfigError("--format official needs a training run (--name, or a .ckpt --checkpoint): "
+                                 "a published model has no discriminators")
+    path = Path(args.checkpoint) if args.checkpoint else ckpt_state_path(args)
+    state = _read_checkpoint(path)
+    files = export_official(state, args.out, overwrite=args.overwrite)
+    print(f"Wrote {', '.join(f.name for f in files)} and train_opt.txt to {args.out}: the reference's "
+          f"`--continue_train --name <its run> --epoch latest` loads them from its checkpoints/<run>/")
+    return 0
+
+
+def ckpt_state_path(args) -> Path:
+    from . import checkpoint as ckpt
+
+    return ckpt.state_path(Path(args.checkpoints_dir) / args.name, args.epoch)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    from . import checkpoint as ckpt
+
+    if path.suffix != ".ckpt":
+        raise config.ConfigError(f"--checkpoint {path}: --format official needs a training checkpoint (.ckpt); "
+                                 "a .pth holds one generator, not the discriminators")
+    return ckpt.load_training_state(path)
+
+
 def _cmd_export(args) -> int:
     from .export import INSTALL_HINT, ExportWrapper, check_export, check_export_path, export_generator
+
+    if args.format == "official":
+        return _cmd_export_official(args)
 
     check_export_path(args.out, args.format, args.overwrite, args.checkpoint)  # before any download
     generator, preprocessing = _generator_from_args(args)
@@ -173,6 +220,34 @@ def _cmd_export(args) -> int:
         print(f"Not checked against PyTorch: that needs onnxruntime ({INSTALL_HINT})")
         return 0
     print(f"Checked at {' and '.join(f'{h}x{w}' for h, w in sizes)}: max abs difference from PyTorch {diffs[0]:.2e}")
+    return 0
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser(
+        "import", help="carry a reference implementation run (checkpoints/NAME) over",
+        description="Read a pytorch-CycleGAN-and-pix2pix run folder (its train_opt.txt and one epoch's "
+                    "<epoch>_net_*.pth files, cycle_gan or pix2pix) into a transfigure run: the networks loaded "
+                    "strictly, the options mapped (those with no counterpart listed), fresh optimizers and "
+                    "schedules placed at the next epoch (the reference saves no optimizer state). Then `train "
+                    "--name NAME --continue_train`, `translate --name NAME` and `evaluate run` work on it.")
+    p.add_argument("run_dir", help="the reference run's folder, e.g. ../pytorch-CycleGAN-and-pix2pix/checkpoints/h2z")
+    p.add_argument("--name", required=True, help="the new run's name")
+    p.add_argument("--epoch", default="latest", help="which saved epoch to import (latest, or a number)")
+    config.add_common_arguments(p, checkpoints_dir=True)
+    p.set_defaults(func=_cmd_import)
+
+
+def _cmd_import(args) -> int:
+    from .reference_runs import import_run
+
+    folder, skipped, next_epoch = import_run(args.run_dir, args.name, args.checkpoints_dir, args.epoch)
+    print(f"Imported {args.run_dir} ({args.epoch}) into {folder}; training continues at epoch {next_epoch}.")
+    print("The reference saves no optimizer state: Adam's moments start from zero.")
+    if skipped:
+        print(f"Options with no counterpart here (ignored): {', '.join(skipped)}")
+    print(f"Continue with: transfigure train --name {args.name} --checkpoints_dir {args.checkpoints_dir} "
+          "--continue_train")
     return 0
 
 
@@ -716,7 +791,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .studio.commands import add_commands as _add_studio
 
     for add in (_add_train, _add_translate, _add_export, _add_models, _add_data, _add_evaluate, _add_report,
-                _add_benchmark, _add_cartoonize, _add_demo, _add_studio):
+                _add_benchmark, _add_cartoonize, _add_demo, _add_studio, _add_import):
         add(sub)
     return parser
 

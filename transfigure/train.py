@@ -334,18 +334,29 @@ class Trainer:
     def state(self) -> dict:
         """The checkpoint; every process must call it (it gathers each one's pools and RNG)."""
         ranks = distributed.gather({"method": self.method.state_dict(), "rng": ckpt.capture_rng()}, self.world)
+        return self.checkpoint(self.opt, self.method, self.optimizers, self.schedulers, self.epoch, self.epoch_step,
+                               self.epoch_samples, self.total_steps, self.elapsed_s, ranks,
+                               self.amp.scaler.state_dict())
+
+    @staticmethod
+    def checkpoint(opt: Options, method: Method, optimizers: dict, schedulers: dict, epoch: int,
+                   epoch_step: int = 0, epoch_samples: int = 0, total_steps: int = 0, elapsed_s: float = 0.0,
+                   ranks: list | None = None, grad_scaler: dict | None = None) -> dict:
+        """What a training checkpoint holds (`ranks`: each process's pools and RNG; one
+        process's when None). Also written by `transfigure import`."""
+        ranks = ranks or [{"method": method.state_dict(), "rng": ckpt.capture_rng()}]
         return {
             "format": ckpt.FORMAT, "version": ckpt.FORMAT_VERSION,
-            "options": self.opt.to_dict(),
-            "epoch": self.epoch, "epoch_step": self.epoch_step, "epoch_samples": self.epoch_samples,
-            "total_steps": self.total_steps, "elapsed_s": self.elapsed_s,
-            "nets": {k: v.state_dict() for k, v in self.method.nets.items()},
-            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
-            "schedulers": {k: v.state_dict() for k, v in self.schedulers.items()},
+            "options": opt.to_dict(),
+            "epoch": epoch, "epoch_step": epoch_step, "epoch_samples": epoch_samples,
+            "total_steps": total_steps, "elapsed_s": elapsed_s,
+            "nets": {k: v.state_dict() for k, v in method.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in optimizers.items()},
+            "schedulers": {k: v.state_dict() for k, v in schedulers.items()},
             "method": ranks[0]["method"],
             "rng": ranks[0]["rng"],
-            "ranks": ranks if self.world.active else None,
-            "grad_scaler": self.amp.scaler.state_dict(),  # empty unless fp16
+            "ranks": ranks if len(ranks) > 1 else None,
+            "grad_scaler": grad_scaler or {},  # empty unless fp16
         }
 
     def save(self, label: str | int = "latest") -> None:
