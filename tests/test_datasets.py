@@ -213,5 +213,5 @@ def test_a_name_not_downloaded_says_how_and_cityscapes_says_where(tmp_path, caps
     assert code == 2 and "transfigure data download horse2zebra" in err
     code = main(["data", "download", "cityscapes", "--root", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 2 and "cityscapes-dataset.com" in err and "prepare_cityscapes_dataset.py" in err
+    assert code == 2 and "cityscapes-dataset.com" in err and "data prepare-cityscapes" in err
     assert list(tmp_path.iterdir()) == []

@@ -308,6 +308,17 @@ def _add_data(sub) -> None:
     d.add_argument("--root", default="datasets", help="where datasets are downloaded")
     config.add_common_arguments(d, progress=True)
     d.set_defaults(func=_cmd_data_download)
+    c = data_sub.add_parser(
+        "prepare-cityscapes", help="the Cityscapes pairs from the official archives, as the reference prepares them",
+        description="From gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip (registration at "
+                    "cityscapes-dataset.com; the zips or their unzipped folders): 256x256 photo|labels pairs in "
+                    "train/ and test/ (from val) for pix2pix, and trainA/testA (photos) and trainB/testB (labels) "
+                    "for CycleGAN, exactly as the reference's prepare_cityscapes_dataset.py writes them.")
+    c.add_argument("--gtFine", required=True, help="gtFine_trainvaltest.zip or its unzipped folder")
+    c.add_argument("--leftImg8bit", required=True, help="leftImg8bit_trainvaltest.zip or its unzipped folder")
+    c.add_argument("--out", default="datasets/cityscapes", help="the dataset folder to make")
+    config.add_common_arguments(c, progress=True)
+    c.set_defaults(func=_cmd_prepare_cityscapes)
 
 
 def _cmd_data_list(args) -> int:
@@ -321,6 +332,14 @@ def _cmd_data_download(args) -> int:
     from .data.registry import download_dataset
 
     download_dataset(args.name, args.root, progress=not args.no_progress)
+    return 0
+
+
+def _cmd_prepare_cityscapes(args) -> int:
+    from .data.cityscapes import prepare_cityscapes
+
+    counts = prepare_cityscapes(args.gtFine, args.leftImg8bit, args.out, progress=not args.no_progress)
+    print(f"Wrote {args.out}: " + ", ".join(f"{k} {v} pairs" for k, v in counts.items()))
     return 0
 
 

@@ -19,9 +19,9 @@ HOST = "http://efrosgans.eecs.berkeley.edu"
 IN_BOTH = ("facades", "maps")  # names with a CycleGAN .zip and a pix2pix .tar.gz
 MIRROR_ENV = "TRANSFIGURE_DATASET_MIRROR"
 CITYSCAPES_HINT = ("Cityscapes needs a registration at https://www.cityscapes-dataset.com, so it cannot be "
-                   "downloaded here: get gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip there and prepare "
-                   "them as the reference's datasets/prepare_cityscapes_dataset.py does (label map | photo pairs in "
-                   "train/ and val/).")
+                   "downloaded here: get gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip there, then run "
+                   "`transfigure data prepare-cityscapes --gtFine gtFine_trainvaltest.zip --leftImg8bit "
+                   "leftImg8bit_trainvaltest.zip` (the reference's datasets/prepare_cityscapes_dataset.py steps)")
 
 
 @dataclass(frozen=True)
