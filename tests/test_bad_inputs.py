@@ -371,7 +371,8 @@ def wait_for(condition, timeout=90.0):
 def test_ctrl_c_from_the_terminal_is_one_line_and_a_rerun_finishes(tmp_path, command):
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(40):
+    count = 40 if command == "cartoonize" else 16  # smooth-edges is interrupted before its workers start
+    for i in range(count):
         Image.new("RGB", (128, 128), (6 * i, 90, 30)).save(src / f"{i:02d}.png")
     out = tmp_path / "out"
     if command == "smooth-edges":
@@ -393,10 +394,10 @@ def test_ctrl_c_from_the_terminal_is_one_line_and_a_rerun_finishes(tmp_path, com
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert len(lines) == 1 and "stopped" in lines[0], err
     done = sorted(p.name for p in out.glob("*.png"))
-    assert len(done) < 40 and not [p for p in out.glob(".*")]  # stopped part-way; no temporary files left
+    assert len(done) < count and not [p for p in out.glob(".*")]  # stopped part-way; no temporary files left
     if command == "cartoonize":
         return  # a rerun skipping finished outputs: test_cartoonize; smooth-edges' workers are tested below
     proc = transfigure_process(*argv, "--no_progress")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert len(list(out.glob("*.png"))) == 40
+    assert len(list(out.glob("*.png"))) == count

@@ -28,15 +28,16 @@ def test_speed_benchmark_writes_a_table_with_every_mode(tmp_path, capsys):
     out = tmp_path / "speed"
     assert main(["benchmark", "speed", "--out", str(out), "--size", "32", "--train_modes", "torch fp32",
                  # shinkai: its ONNX conversion is cached for the session, shared with test_pretrained's.
-                 "--translate_modes", "torch fp32", "onnxruntime fp32", "auto", "--style", "shinkai",
+                 "--translate_modes", "torch fp32", "auto", "--style", "shinkai",
                  "--weights", str(WEIGHTS / "shinkai"),
                  "--translate_size", "64x48", "--warmup", "0", "--steps", "1", "--device", "cpu"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["train"]) == {"torch fp32"} and results["machine"]["device"]
-    assert set(results["translate"]) == {"torch fp32", "onnxruntime fp32", "auto"}
+    assert set(results["translate"]) == {"torch fp32", "auto"}
     assert results["translate"]["torch fp32"]["speedup"] == 1.0
-    assert results["translate"]["onnxruntime fp32"]["psnr_db"] > 60  # same arithmetic, another engine
+    # auto: a converted engine (fp32 on CPUs without native bf16: >100 dB; bf16 where native: ~60 dB)
+    assert results["translate"]["auto"]["psnr_db"] > 40
     assert all(r["seconds"] > 0 and r["peak_rss_bytes"] > 2 ** 20 for part in ("train", "translate")
                for r in results[part].values())
     table = (out / "table.md").read_text()
-    assert table.count("\n| ") == 1 + 1 + 3 and "auto (" in table and "flags:" in table
+    assert table.count("\n| ") == 1 + 1 + 2 and "auto (" in table and "flags:" in table
