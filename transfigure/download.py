@@ -7,6 +7,7 @@ download is never mistaken for a cached one on the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -79,7 +80,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size:
                         received += len(chunk)
                 else:
                     f.truncate(0)  # the server sent the whole file: start over
-                with response or _Empty(), tqdm(total=size, initial=received, unit="B", unit_scale=True,
+                with response or contextlib.nullcontext(), tqdm(total=size, initial=received, unit="B", unit_scale=True,
                                                 unit_divisor=1024, desc=dest.name, disable=not progress,
                                                 leave=False) as bar:
                     length = response.headers.get("Content-Length") if response else "0"
@@ -125,12 +126,3 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, size:
         raise
     return dest
 
-
-class _Empty:
-    """Stands in for a response with no body (a part that was already whole)."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .config import OPTION_FIELDS, Options, make_options, parse_option
+from .config import OPTION_FIELDS, make_options, parse_option
 from .errors import UsageError
 from .nets.common import load_official_state_dict
+from .torchfiles import read_torch_file
 
 OPTIONS_FILE = "train_opt.txt"
 # Reference options with no counterpart here (display, logging, hardware, and bookkeeping).
@@ -61,11 +62,11 @@ def _epoch_of(run_dir: Path, epoch: str, names: list[str]) -> int:
     epoch whose files are the same tensors, or else the last epoch of the loss log."""
     if epoch != "latest":
         return int(epoch)
-    latest = torch.load(run_dir / f"latest_net_{names[0]}.pth", map_location="cpu", weights_only=True)
+    latest = read_torch_file(run_dir / f"latest_net_{names[0]}.pth")
     numbered = sorted((int(p.name.split("_")[0]) for p in run_dir.glob(f"*_net_{names[0]}.pth")
                        if p.name.split("_")[0].isdigit()), reverse=True)
     for n in numbered:
-        saved = torch.load(run_dir / f"{n}_net_{names[0]}.pth", map_location="cpu", weights_only=True)
+        saved = read_torch_file(run_dir / f"{n}_net_{names[0]}.pth")
         if saved.keys() == latest.keys() and all(torch.equal(saved[k], latest[k]) for k in latest):
             return n
     log = run_dir / "loss_log.txt"
@@ -78,7 +79,7 @@ def import_run(run_dir: str | Path, name: str, checkpoints_dir: str | Path = "ch
     """Write checkpoints_dir/name from a reference run folder; returns (the run folder, the
     reference options with no counterpart, the epoch training continues with)."""
     from .methods import create_method
-    from .train import Trainer, make_scheduler
+    from .train import Trainer, make_optimizers, write_checkpoint
 
     run_dir = Path(run_dir)
     opt_file = run_dir / OPTIONS_FILE
@@ -101,19 +102,11 @@ def import_run(run_dir: str | Path, name: str, checkpoints_dir: str | Path = "ch
     for n in names:
         load_official_state_dict(method.nets[n], run_dir / f"{epoch}_net_{n}.pth")
     done = _epoch_of(run_dir, epoch, names)
-    optimizers = {k: torch.optim.Adam(p, lr=opt.lr, betas=(opt.beta1, opt.beta2))
-                  for k, p in method.param_groups().items()}
-    schedulers = {k: make_scheduler(opt, o) for k, o in optimizers.items()}
-    for _ in range(opt.epoch_count - 1 + done):  # the schedule where the reference left it
-        for s in schedulers.values():
-            if not isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                s.step()
+    optimizers, schedulers = make_optimizers(opt, method, epochs_done=done)  # where the reference left off
     state = Trainer.checkpoint(opt, method, optimizers, schedulers, epoch=opt.epoch_count + done)
     target.mkdir(parents=True, exist_ok=True)
     ckpt.write_options(opt, target)
-    ckpt.atomic_torch_save(state, ckpt.state_path(target))
-    for n in method.generators:
-        ckpt.save_generator(method.nets[n].state_dict(), target / f"latest_net_{n}")
+    write_checkpoint(target, "latest", state, method)
     return target, skipped, opt.epoch_count + done
 
 
@@ -132,7 +125,7 @@ def export_official(state: dict, out_dir: str | Path, label: str = "latest", ove
         ckpt.atomic_torch_save({k: v.cpu() for k, v in sd.items()}, f)
     options = state["options"]
     lines = ["----------------- Options ---------------",
-             *(f"{k:>25}: {str(v):<30}" for k, v in sorted(options.items()) if k in Options.__dataclass_fields__),
+             *(f"{k:>25}: {str(v):<30}" for k, v in sorted(options.items()) if k in OPTION_FIELDS),
              "----------------- End -------------------"]
     ckpt.atomic_write_text("\n".join(lines) + "\n", out_dir / OPTIONS_FILE)
     return files

@@ -54,15 +54,22 @@ def read_torch_file(path: str | os.PathLike, what: str = "weights file") -> Any:
                              f"file ({type(e).__name__})") from None
 
 
+def key_mismatch(expected: dict, stored: dict) -> tuple[list[str], list[str], list[str]]:
+    """(keys missing from `stored`, keys `expected` lacks, keys of another shape), in
+    `expected`'s order, so the first of each is where two layouts part ways."""
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    shapes = [k for k in expected if k in stored and stored[k].shape != expected[k].shape]
+    return missing, unexpected, shapes
+
+
 def load_fitting(net: torch.nn.Module, stored: Any, source: str | os.PathLike, what: str) -> torch.nn.Module:
     """Load `stored` into `net` strictly; tensors of another network (or no state dict at
     all) give one line naming `source` and what it should have held."""
     if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
         raise TorchFileError(f"{source}: not a {what}: it does not hold a state dict of tensors")
     expected = net.state_dict()
-    missing = [k for k in expected if k not in stored]
-    unexpected = [k for k in stored if k not in expected]
-    shapes = [k for k in expected if k in stored and stored[k].shape != expected[k].shape]
+    missing, unexpected, shapes = key_mismatch(expected, stored)
     if missing or unexpected or shapes:
         found = (f"{len(missing)} of its {len(expected)} tensors missing, {len(unexpected)} unexpected, "
                  f"{len(shapes)} of another shape; e.g. {(missing or unexpected or shapes)[0]}")

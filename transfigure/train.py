@@ -91,6 +91,38 @@ def make_scheduler(opt: Options, optimizer: torch.optim.Optimizer):
                                                       patience=5)
 
 
+def make_optimizers(opt: Options, method: Method, epochs_done: int = 0) -> tuple[dict, dict]:
+    """Adam for each of the method's optimizers, and its schedule placed `epochs_done` epochs
+    along from the official --epoch_count."""
+    optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
+                  for name, params in method.param_groups().items()}
+    schedulers = {name: make_scheduler(opt, o) for name, o in optimizers.items()}
+    for _ in range(opt.epoch_count - 1 + epochs_done):
+        step_schedulers(schedulers, None)
+    return optimizers, schedulers
+
+
+def step_schedulers(schedulers: dict, metric: float | None) -> None:
+    """One epoch of every schedule; a plateau schedule only with a `metric`."""
+    # An optimizer idle for a whole epoch (a discriminator during an initialization phase)
+    # makes PyTorch warn about the call order; the schedule is still right.
+    for s in schedulers.values():
+        if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if metric is not None:
+                s.step(metric)
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+                s.step()
+
+
+def write_checkpoint(run_dir: Path, label: str | int, state: dict, method: Method) -> None:
+    """The training state, and each generator on its own for translate and export."""
+    ckpt.atomic_torch_save(state, ckpt.state_path(run_dir, label))
+    for name in method.generators:
+        ckpt.save_generator(method.nets[name].state_dict(), run_dir / f"{label}_net_{name}")
+
+
 def _worker_init(worker_id: int) -> None:
     """Data workers share the terminal's process group: let only the main
     process react to Ctrl-C, so it can finish the iteration and save."""
@@ -261,13 +293,9 @@ class Trainer:
         if skipped and self.world.is_main:
             print(f"Skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]}: {skipped[0][1]}")
         self.sample_batch = self._sample_batch()
-        self.optimizers = {name: torch.optim.Adam(params, lr=opt.lr, betas=(opt.beta1, opt.beta2))
-                           for name, params in self.method.param_groups().items()}
-        self.schedulers = {name: make_scheduler(opt, o) for name, o in self.optimizers.items()}
+        self.optimizers, self.schedulers = make_optimizers(opt, self.method)
         self.epoch, self.epoch_step, self.total_steps, self.elapsed_s = opt.epoch_count, 0, 0, 0.0
         self.epoch_samples = 0  # of this epoch's order, taken by all processes together
-        for _ in range(opt.epoch_count - 1):  # official --epoch_count: start part-way along the schedule
-            self._step_schedulers(None)
         if resume_state is not None:
             self._restore(resume_state)
         if self.world.is_main:
@@ -362,23 +390,8 @@ class Trainer:
     def save(self, label: str | int = "latest") -> None:
         """Every process calls it; rank 0 writes."""
         state = self.state()
-        if not self.world.is_main:
-            return
-        ckpt.atomic_torch_save(state, ckpt.state_path(self.dir, label))
-        for name in self.method.generators:
-            ckpt.save_generator(self.method.nets[name].state_dict(), self.dir / f"{label}_net_{name}")
-
-    def _step_schedulers(self, metric: float | None) -> None:
-        # An optimizer idle for a whole epoch (a discriminator during an initialization phase)
-        # makes PyTorch warn about the call order; the schedule is still right.
-        for s in self.schedulers.values():
-            if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                if metric is not None:
-                    s.step(metric)
-            else:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-                    s.step()
+        if self.world.is_main:
+            write_checkpoint(self.dir, label, state, self.method)
 
     # --- loop --------------------------------------------------------------
     def _loader(self) -> DataLoader:
@@ -476,7 +489,7 @@ class Trainer:
         return "finished"
 
     def _end_epoch(self, generator_losses: list[float]) -> None:
-        self._step_schedulers(float(np.mean(generator_losses)) if generator_losses else None)
+        step_schedulers(self.schedulers, float(np.mean(generator_losses)) if generator_losses else None)
         finished = self.epoch
         self.epoch, self.epoch_step, self.epoch_samples = self.epoch + 1, 0, 0
         if not self.opt.display_freq:

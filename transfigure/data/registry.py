@@ -44,6 +44,11 @@ class Dataset:
         return f"{self.name}_pix2pix" if self.kind == "pix2pix" and self.name in IN_BOTH else self.name
 
     @property
+    def archive(self) -> str:
+        """The downloaded archive's file name under --root (NAME_pix2pix.tar.gz beside NAME.zip)."""
+        return self.key + "".join(Path(self.url).suffixes)
+
+    @property
     def layout(self) -> tuple[str, ...]:
         return ("trainA", "trainB") if self.kind == "cyclegan" else ("train",)
 
@@ -128,7 +133,7 @@ def download_dataset(name: str, root: str | Path = "datasets", progress: bool = 
     target = root / dataset.key  # facades_pix2pix beside facades: both papers have one
     if target.exists():
         raise FileExistsError(f"{target}: already exists (remove it to download {dataset.key} again)")
-    archive = root / f"{dataset.key}{''.join(Path(dataset.url).suffixes)}"
+    archive = root / dataset.archive
     hint = f"set ${MIRROR_ENV} to a mirror, or put {archive.name} in {root}/ and run the command again"
     if not archive.is_file():
         download(dataset.url, archive, progress=progress, hint=hint, resume=True)
@@ -157,7 +162,7 @@ def resolve_dataroot(dataroot: str, root: str | Path = "datasets") -> str:
     folder = Path(root) / dataset.key
     if folder.is_dir():
         return str(folder)
-    archive = Path(root) / f"{dataset.key}{''.join(Path(dataset.url).suffixes)}"
-    partial = " (a partial download is there; it resumes)" if partial_path(archive).exists() else ""
+    partial = (" (a partial download is there; it resumes)" if partial_path(Path(root) / dataset.archive).exists()
+               else "")
     raise UsageError(f"--dataroot {dataroot}: not downloaded yet{partial}; run `transfigure data download {dataroot}`"
                      + (f" ({CITYSCAPES_HINT})" if dataset.name == "cityscapes" else ""))

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 from ..errors import UsageError
+from ..torchfiles import key_mismatch, read_torch_file
 
 __all__ = ["get_norm_layer", "uses_bias", "init_weights", "size_multiple", "accepts_any_size", "padded_size",
            "run_padded",
@@ -205,7 +206,6 @@ def load_official_state_dict(net: nn.Module, state_dict_or_path) -> nn.Module:
     sd = state_dict_or_path
     if isinstance(sd, (str, os.PathLike)):
         source = f"{os.fspath(sd)}: "
-        from ..torchfiles import read_torch_file
         sd = read_torch_file(sd)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for k, v in sd.items() if k != "_metadata"):
         top = list(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
@@ -214,10 +214,7 @@ def load_official_state_dict(net: nn.Module, state_dict_or_path) -> nn.Module:
     target = _unwrap(net)
     sd = clean_official_state_dict(sd, target)
     expected = target.state_dict()
-    # Lists in state_dict order, so the first examples are where the layouts part ways.
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    shapes = [k for k in expected if k in sd and expected[k].shape != sd[k].shape]
+    missing, unexpected, shapes = key_mismatch(expected, sd)
     if missing or unexpected or shapes:
         file_arch, net_arch = describe_state_dict(sd), describe_state_dict(expected)
         parts = [f"{source}the weights do not fit the network"]
