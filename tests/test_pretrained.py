@@ -80,15 +80,20 @@ def mirror(server, tmp_path, monkeypatch):
     return url, net
 
 
-def test_registry_lists_all_27_models(capsys):
-    assert len(MODELS) == 27
+def test_registry_lists_all_33_models(capsys):
+    assert len(MODELS) == 33
     families = [m.family for m in MODELS.values()]
     assert families.count("cyclegan") == 18 and families.count("pix2pix") == 5 and families.count("cartoongan") == 4
+    assert families.count("cut") == 6
+    cut = get_model("cut_horse2zebra")
+    assert cut.url == "http://efrosgans.eecs.berkeley.edu/CUT/pretrained_models.tar"
+    assert cut.member == "horse2zebra_cut_pretrained/latest_net_G.pth"
+    assert cut.architecture["no_antialias"] is False and cut.architecture["no_antialias_up"] is False
     assert get_model("horse2zebra").url == "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/horse2zebra.pth"
     assert get_model("pix2pix_facades_label2photo").architecture["netG"] == "unet_256"
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "27 models" in out and out.count("source: ") == 27 and out.count("licence: ") == 27
+    assert "33 models" in out and out.count("source: ") == 33 and out.count("licence: ") == 33
     with pytest.raises(ValueError, match="did you mean horse2zebra"):
         get_model("horse2zebr")
 
@@ -105,7 +110,7 @@ def test_registry_entries_carry_their_preprocessing_as_data():
             assert p.per_image and m.tensor_folder
         else:
             assert (p.channel_order, p.load_size) == (PLAIN.channel_order, PLAIN.load_size) and not p.per_image
-            assert not m.tensor_folder and m.url.endswith(".pth")
+            assert not m.tensor_folder and (m.url.endswith(".pth") or m.member.endswith(".pth"))
 
 
 def test_translate_pretrained_downloads_once_and_loads_a_legacy_file(mirror, tmp_path):

@@ -34,7 +34,8 @@ class Options:
     name: str = opt("experiment", "run name: checkpoints go to CHECKPOINTS_DIR/NAME", group="run")
     model: str = opt("cycle_gan", "method to train: cycle_gan (unpaired), pix2pix (aligned pairs), colorization "
                      "(pix2pix from L to ab in Lab); pix2pix and colorization change other defaults as the "
-                     "official code does; cartoongan: CartoonGAN (photos in trainA, cartoons in trainB)",
+                     "official code does; cartoongan: CartoonGAN (photos in trainA, cartoons in trainB); cut: CUT or "
+                     "FastCUT (--CUT_mode), one generator A -> B trained with PatchNCE instead of a cycle",
                      group="run")  # checked against the registry, methods.METHODS
     checkpoints_dir: str = opt("checkpoints", "where runs are stored", group="run")
     seed: int = opt(0, "random seed for weights, data order and augmentation", group="run")
@@ -78,6 +79,12 @@ class Options:
                           choices=["relu", "leaky_relu"], group="networks")
     activation_slope: float = opt(0.01, "negative slope for --activation leaky_relu", group="networks")
     no_dropout: bool = opt(True, "no dropout in the generator (CycleGAN default)", group="networks")
+    no_antialias: bool = opt(True, "strided convs for downsampling in resnet generators and PatchGANs, as CycleGAN "
+                             "(the default except for --model cut); false: CUT's anti-aliased downsampling "
+                             "(stride-1 conv, then a fixed blur with stride 2)", group="networks")
+    no_antialias_up: bool = opt(True, "learned transposed convs for upsampling in resnet generators, as CycleGAN "
+                                "(the default except for --model cut); false: CUT's fixed blur upsampling, then a "
+                                "conv", group="networks")
     # --- data --------------------------------------------------------------
     dataset_mode: str = opt("unaligned", "dataset layout",
                             choices=["unaligned", "aligned", "single", "colorization"], group="data")
@@ -136,6 +143,25 @@ class Options:
     edge_smoothing: bool = opt(False, "cycle_gan: edge-smoothed B images as extra fakes for the B-domain "
                                "discriminator (CartoonGAN's edge-promoting loss)", group="training")
     lambda_L1: float = opt(100.0, "weight of the L1 loss to the target (pix2pix)", group="training")
+    # --- CUT / FastCUT -------------------------------------------------------
+    CUT_mode: str = opt("CUT", "--model cut: CUT (identity NCE on B, lambda_NCE 1) or FastCUT (no identity NCE, "
+                        "lambda_NCE 10, flip equivariance, 150 + 50 epochs); sets those defaults, flags given win",
+                        choices=["CUT", "FastCUT", "cut", "fastcut"], group="cut")
+    lambda_NCE: float = opt(1.0, "weight of the PatchNCE loss (CUT 1, FastCUT 10)", group="cut")
+    nce_idt: bool = opt(True, "PatchNCE also between B images and G(B), the identity NCE (on for CUT, off for "
+                        "FastCUT)", group="cut")
+    nce_layers: str = opt("0,4,8,12,16", "generator layers (indices into its layer list, ascending) whose features "
+                          "PatchNCE compares", group="cut")
+    nce_includes_all_negatives_from_minibatch: bool = opt(
+        False, "PatchNCE negatives from every image of the batch, not only the patch's own image", group="cut")
+    netF: str = opt("mlp_sample", "projection of sampled patch features: mlp_sample (a two-layer MLP per layer, "
+                    "the paper) or sample (none)", choices=["mlp_sample", "sample"], group="cut")
+    netF_nc: int = opt(256, "output channels of the projection MLPs", group="cut")
+    nce_T: float = opt(0.07, "temperature of the PatchNCE softmax", group="cut")
+    num_patches: int = opt(256, "patch locations sampled per layer and image (all locations when the feature map "
+                           "has fewer)", group="cut")
+    flip_equivariance: bool = opt(False, "flip the input horizontally at random and the output's features back "
+                                  "(FastCUT's regularization)", group="cut")
     # --- checkpoints and logging -------------------------------------------
     continue_train: bool = opt(False, "resume from the run's checkpoint (see --epoch)", group="checkpoints")
     epoch: str = opt("latest", "which checkpoint to resume or translate with: 'latest' or an epoch number",
@@ -148,7 +174,8 @@ class Options:
 
     # Options that define what a checkpoint contains: resuming with other
     # values would load weights into the wrong shapes or a different method.
-    ARCHITECTURE_KEYS = ("model", *GENERATOR_KEYS, "ndf", "netD", "n_layers_D", "gan_mode", "direction")
+    ARCHITECTURE_KEYS = ("model", *GENERATOR_KEYS, "ndf", "netD", "n_layers_D", "gan_mode", "direction",
+                         "nce_layers", "netF", "netF_nc")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -226,7 +253,7 @@ def make_options(overrides: dict[str, Any] | None = None, preset: str | None = N
     values.update(overrides)
     from .methods import method_class  # methods import this module
     method = method_class(str(values.get("model", OPTION_FIELDS["model"].default)))
-    values = {**method.defaults, **values}
+    values = {**method.defaults_for(values), **values}
     unknown = sorted(set(values) - set(OPTION_FIELDS))
     if unknown:
         raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
@@ -240,7 +267,8 @@ def validate(o: Options) -> None:
     if not o.name.strip() or name.is_absolute() or ".." in name.parts:
         raise ConfigError(f"--name {o.name!r}: a run's name is a folder inside --checkpoints_dir (no absolute path, "
                           "no '..'); use --checkpoints_dir to choose where runs go")
-    positive = ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D", "dist_timeout")
+    positive = ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D", "dist_timeout", "netF_nc",
+                "num_patches", "nce_T")
     for name in positive:
         if getattr(o, name) <= 0:
             raise ConfigError(f"--{name} must be positive, got {getattr(o, name)}")

@@ -62,3 +62,27 @@ def discriminator_loss(gan_loss: GANLoss, netD: nn.Module, real: torch.Tensor, f
     if gan_loss.gan_mode == "wgangp":
         loss = loss + gradient_penalty(netD, real, fake, weight=lambda_gp)
     return loss
+
+
+def patch_nce_loss(feat_q: torch.Tensor, feat_k: torch.Tensor, tau: float, n_images: int,
+                   negatives_from_batch: bool = False) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020), one value per query patch, as the authors compute it.
+
+    feat_q, feat_k: (n_images x S, C) normalised samples of the output's and the input's
+    features at the same S locations per image. Each query's positive is the key at its
+    own location; its negatives are the keys at the other S - 1 locations of the same
+    image (`negatives_from_batch`: of every image). The keys carry no gradient. The
+    query's similarity with its own location in the negatives block is set to -10 (so it
+    barely counts) rather than removed, exactly as the authors' code does."""
+    feat_k = feat_k.detach()
+    dim = feat_q.shape[1]
+    positives = (feat_q * feat_k).sum(dim=1, keepdim=True)
+    groups = 1 if negatives_from_batch else n_images
+    q = feat_q.reshape(groups, -1, dim)
+    k = feat_k.reshape(groups, -1, dim)
+    negatives = torch.bmm(q, k.transpose(1, 2))
+    own = torch.eye(q.shape[1], device=q.device, dtype=torch.bool)[None]
+    negatives = negatives.masked_fill(own, -10.0).reshape(-1, q.shape[1])
+    logits = torch.cat([positives, negatives], dim=1) / tau
+    return F.cross_entropy(logits.float(), torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device),
+                           reduction="none")

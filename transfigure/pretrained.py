@@ -1,6 +1,11 @@
-"""Published models by name: the official CycleGAN and pix2pix generators and
-the four CartoonGAN styles, each with its architecture and preprocessing, so
-`transfigure translate --pretrained horse2zebra` needs nothing else.
+"""Published models by name: the official CycleGAN and pix2pix generators, the
+CUT/FastCUT generators and the four CartoonGAN styles, each with its
+architecture and preprocessing, so `transfigure translate --pretrained
+horse2zebra` needs nothing else.
+
+The CUT authors publish their six generators in one archive: the first CUT
+model asked for downloads it (resumable), every CUT generator in it is
+cached as its own file, and the archive is deleted.
 
 Files are downloaded once into the cache ($TRANSFIGURE_CACHE, else
 ~/.cache/transfigure, under pretrained/) through `download.download`: a
@@ -12,6 +17,8 @@ Weights load with `torch.load(..., weights_only=True)`: never unpickled as code.
 from __future__ import annotations
 
 import os
+import shutil
+import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +36,11 @@ CARTOONGAN_HOST = "https://raw.githubusercontent.com/mnicnc404/CartoonGan-tensor
 CYCLEGAN_ARCH = {"netG": "resnet_9blocks", "ngf": 64, "norm": "instance", "no_dropout": True,
                  "input_nc": 3, "output_nc": 3}
 PIX2PIX_ARCH = {"netG": "unet_256", "ngf": 64, "norm": "batch", "no_dropout": False, "input_nc": 3, "output_nc": 3}
+# The CUT authors' default generator: CycleGAN's, with anti-aliased down- and upsampling.
+CUT_ARCH = {**CYCLEGAN_ARCH, "no_antialias": False, "no_antialias_up": False}
 CYCLEGAN_LICENCE = "BSD licence of junyanz/pytorch-CycleGAN-and-pix2pix; each dataset's own terms apply"
+CUT_LICENCE = "BSD licence of taesungp/contrastive-unpaired-translation; each dataset's own terms apply"
+CUT_ARCHIVE = "CUT/pretrained_models.tar"
 CARTOONGAN_LICENCE = ("converted from the CartoonGAN authors' release by mnicnc404/CartoonGan-tensorflow; "
                       "see that repository's licence; research use")
 
@@ -65,7 +76,7 @@ class PublishedModel:
     name: str
     family: str                 # cyclegan, pix2pix or cartoongan (for listing)
     task: str
-    path: str                   # below the host: a .pth file, or a folder of .npy files
+    path: str                   # below the host: a .pth file, a folder of .npy files, or an archive
     host: str
     architecture: dict = field(default_factory=dict)
     preprocessing: Preprocessing = PLAIN
@@ -75,11 +86,12 @@ class PublishedModel:
     # torchfiles.tensor_digest of the loaded generator's state_dict, when known: checks local
     # --weights (and downloads) really are this model, whatever their file layout.
     fingerprint: str | None = None
+    member: str = ""            # the weights' path inside the archive at `path` (ending there)
 
     @property
     def tensor_folder(self) -> bool:
         """Whether the weights are a folder of one .npy file per tensor (not one .pth file)."""
-        return not self.path.endswith(".pth")
+        return not self.path.endswith(".pth") and not self.member
 
     @property
     def url(self) -> str:
@@ -98,6 +110,13 @@ def _pix2pix(name: str, task: str) -> PublishedModel:
                                                         "padded to a multiple of 256); batch norm and dropout in "
                                                         "training mode, as the official test script"),
                           CYCLEGAN_LICENCE)
+
+
+def _cut(name: str, run: str, mode: str, task: str) -> PublishedModel:
+    return PublishedModel(name, "cut", task, CUT_ARCHIVE, OFFICIAL_HOST, CUT_ARCH,
+                          Preprocessing(note=f"RGB in [-1, 1] at the image's own size (the paper: 256 px); {mode}, "
+                                             "anti-aliased resnet_9blocks, instance norm"),
+                          CUT_LICENCE, member=f"{run}/latest_net_G.pth")
 
 
 # Digests of the public copies, computed from the files in this project's shared/weights
@@ -149,6 +168,13 @@ MODELS: dict[str, PublishedModel] = {m.name: m for m in [
     _pix2pix("edges2shoes", "edges -> shoe photo"), _pix2pix("sat2map", "satellite photo -> map"),
     _pix2pix("map2sat", "map -> satellite photo"), _pix2pix("facades_label2photo", "facade labels -> photo"),
     _pix2pix("day2night", "day -> night"),
+    _cut("cut_horse2zebra", "horse2zebra_cut_pretrained", "CUT", "horse -> zebra"),
+    _cut("fastcut_horse2zebra", "horse2zebra_fastcut_pretrained", "FastCUT", "horse -> zebra"),
+    _cut("cut_cat2dog", "cat2dog_cut_pretrained", "CUT", "cat -> dog (AFHQ)"),
+    _cut("fastcut_cat2dog", "cat2dog_fastcut_pretrained", "FastCUT", "cat -> dog (AFHQ)"),
+    _cut("cut_cityscapes_label2photo", "cityscapes_cut_pretrained", "CUT", "Cityscapes labels -> street photo"),
+    _cut("fastcut_cityscapes_label2photo", "cityscapes_fastcut_pretrained", "FastCUT",
+         "Cityscapes labels -> street photo"),
     *(_cartoongan(s) for s in STYLES),
 ]}
 
@@ -178,11 +204,58 @@ def fetch(model: PublishedModel, progress: bool = True) -> Path:
     if path.is_file():
         return path
     try:
+        if model.member:
+            return _fetch_from_archive(model, progress)
         return download(model.url, path, sha256=model.sha256, size=model.size, progress=progress,
                         validate=lambda f: torch.load(f, map_location="cpu", weights_only=True))
     except DownloadError as e:
         raise DownloadError(f"{e}. Offline? Download it elsewhere and pass --weights PATH, or put it at {path}") \
             from None
+
+
+def _member_of(t: tarfile.TarFile, member: str) -> tarfile.TarInfo | None:
+    """The regular file of the archive whose path ends with `member` (archives differ in
+    what comes before: checkpoints/, ./checkpoints/, ...)."""
+    for info in t.getmembers():
+        name = info.name.replace("\\", "/")
+        if info.isfile() and (name == member or name.endswith("/" + member)):
+            return info
+    return None
+
+
+def _fetch_from_archive(model: PublishedModel, progress: bool) -> Path:
+    """Download the archive holding `model` (resumable), cache every registry model it
+    holds as its own file (each checked to load), delete the archive."""
+    from .tempfiles import temporary_path
+
+    archive = cache_dir() / "pretrained" / "archives" / Path(model.path).name
+    if not archive.is_file():
+        download(model.url, archive, progress=progress, resume=True,
+                 validate=lambda f: tarfile.open(f, "r:*").close())
+    try:
+        with tarfile.open(archive, "r:*") as t:
+            for other in (m for m in MODELS.values() if m.path == model.path and m.member):
+                target = cached_path(other)
+                info = _member_of(t, other.member)
+                if info is None or target.is_file():
+                    continue
+                staging = temporary_path(target)
+                try:
+                    with t.extractfile(info) as src, open(staging, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    torch.load(staging, map_location="cpu", weights_only=True)
+                    staging.replace(target)
+                finally:
+                    staging.unlink(missing_ok=True)
+    except (tarfile.TarError, EOFError, OSError, RuntimeError, ValueError) as e:
+        archive.unlink(missing_ok=True)
+        raise DownloadError(f"{model.url}: the archive is damaged ({type(e).__name__}: {e}); it was removed, run "
+                            "the command again to download it anew") from None
+    path = cached_path(model)
+    if not path.is_file():
+        raise DownloadError(f"{model.url}: the archive holds no {model.member}")
+    archive.unlink()
+    return path
 
 
 def load_pretrained(name: str, weights: str | os.PathLike | None = None, progress: bool = True):
@@ -213,7 +286,7 @@ def format_models() -> str:
     for m in MODELS.values():
         arch = ", ".join(f"{k} {v}" for k, v in m.architecture.items() if k in ("netG", "norm"))
         lines.append(f"{m.name:<28} {m.family:<10} {m.task:<46} {arch}")
-        lines.append(f"{'':<28} source: {m.url}")
+        lines.append(f"{'':<28} source: {m.url}" + (f" (member .../{m.member})" if m.member else ""))
         lines.append(f"{'':<28} input: {m.preprocessing.note}")
         lines.append(f"{'':<28} licence: {m.licence}")
     lines.append(f"{len(MODELS)} models. Weights are cached in {cache_dir() / 'pretrained'}; "

@@ -84,7 +84,7 @@ def load_generator(name: str | None = None, checkpoint: str | Path | None = None
         state = ckpt.load_training_state(path)
         _refuse_contradictions(given, state["options"], path)
         net_name = generator_for(state["options"], direction)
-        opt = make_options({k: state["options"][k] for k in GENERATOR_OPTION_KEYS})
+        opt = make_options({k: state["options"][k] for k in GENERATOR_OPTION_KEYS if k in state["options"]})
         return _build(opt, net_name, state["nets"][net_name], str(path))
 
     if name is None and direction is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid
 
 from .data.images import save_image
 
@@ -19,6 +18,8 @@ def visuals_grid(visuals: dict[str, torch.Tensor], max_rows: int = 8) -> torch.T
     columns = [torch.nn.functional.pad(c, (0, width - c.shape[3], 0, height - c.shape[2]), value=-1)
                for c in columns]
     tiles = torch.stack(columns, 1).flatten(0, 1)  # row-major: sample, then visual
+    from torchvision.utils import make_grid  # slow to import; only grids need it
+
     return make_grid(tiles, nrow=len(columns), padding=2, pad_value=1.0)
 
 

@@ -21,7 +21,9 @@ SAVE_EVERY = 250               # iterations between resumable checkpoints within
 # Options whose change makes a stored run another experiment: it is refused, never reused.
 RUN_IDENTITY = ("model", "direction", "seed", "lambda_A", "lambda_B", "lambda_GAN", "lambda_pixel", "lambda_feature",
                 "lambda_identity", "lambda_L1", "lambda_content", "gan_mode", "netG", "ngf", "ndf", "norm",
-                "activation", "content_net", "init_epochs", "edge_smoothing", "crop_size", "batch_size")
+                "activation", "content_net", "init_epochs", "edge_smoothing", "crop_size", "batch_size",
+                "CUT_mode", "lambda_NCE", "nce_idt", "nce_layers", "flip_equivariance", "num_patches", "netF_nc",
+                "no_antialias", "no_antialias_up")
 
 
 def log(message: str) -> None:
@@ -75,6 +77,48 @@ def run_options(shared: dict, method_options: dict, run_name: str, seed: int, ou
 
 def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> float:
     """Time a few training steps of one run's method at its batch size (nothing is written)."""
+    return training_cost(opt, warmup, steps)[0]
+
+
+class _PeakMemory:
+    """The most memory the iterations took beyond what the process held before them:
+    on CUDA the allocator's peak; on Linux CPUs the peak resident set (VmHWM, reset
+    through /proc/self/clear_refs); elsewhere unknown (None)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    @staticmethod
+    def _status_kib(field: str) -> int:
+        import re
+        return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            return
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base = self._status_kib("VmRSS") * 1024
+        except (OSError, AttributeError):
+            self.base = None
+
+    def peak_bytes(self) -> int | None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated(self.device) - self.base
+        if self.base is None:
+            return None
+        return self._status_kib("VmHWM") * 1024 - self.base
+
+
+def training_cost(opt: Options, warmup: int = 3, steps: int = 8) -> tuple[float, int | None]:
+    """(seconds per training step, peak memory of the steps in bytes or None) of one run's
+    method at its batch size, nothing written. The memory counts from before the first
+    step, so it holds the activations, gradients and optimizer state, not the weights;
+    on a CPU it is only meaningful in a fresh process (`isolated_training_cost`)."""
     from ..data.datasets import create_dataset
     from ..methods import create_method
     from ..devices import resolve_device
@@ -92,6 +136,8 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
     n = opt.batch_size
     batches = [torch.utils.data.default_collate([dataset[(i * n + j) % len(dataset)] for j in range(n)])
                for i in range(warmup + steps)]
+    memory = _PeakMemory(device)
+    memory.start()
     for batch in batches[:warmup]:
         optimize(method, batch, optimizers, amp)
     if device.type == "cuda":
@@ -101,7 +147,41 @@ def seconds_per_iteration(opt: Options, warmup: int = 3, steps: int = 8) -> floa
         optimize(method, batch, optimizers, amp)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - started) / steps
+    return (time.perf_counter() - started) / steps, memory.peak_bytes()
+
+
+def _cost_in_child(values: dict, threads: int, result) -> None:
+    torch.set_num_threads(threads)
+    try:
+        result.put(("ok", training_cost(make_options(values))))
+    except Exception as e:  # reported by the parent, which names the method
+        result.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def isolated_training_cost(opt: Options) -> tuple[float, int | None]:
+    """`training_cost` in a fresh process with this process's thread count, so each
+    method's memory is measured from the same start and no method inherits another's
+    allocator caches."""
+    import multiprocessing
+    import queue
+
+    context = multiprocessing.get_context("spawn")
+    result = context.Queue()
+    child = context.Process(target=_cost_in_child, args=(opt.to_dict(), torch.get_num_threads(), result))
+    child.start()
+    try:
+        while True:
+            try:
+                status, value = result.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not child.is_alive():
+                    raise RuntimeError(f"the measuring process ended with exit code {child.exitcode}") from None
+    finally:
+        child.join()
+    if status != "ok":
+        raise RuntimeError(value)
+    return value
 
 
 def settle_iterations(out: Path, record: dict, iterations: int | None, budget_s: float | None, n_seeds: int,

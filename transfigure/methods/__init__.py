@@ -10,6 +10,7 @@ import torch
 
 from .base import Method
 from .cartoongan import CartoonGAN
+from .cut import CUT
 from .cyclegan import CycleGAN
 from .pix2pix import Colorization, Pix2Pix
 from ..config import Options
@@ -20,6 +21,7 @@ METHODS: dict[str, type[Method]] = {
     "pix2pix": Pix2Pix,
     "colorization": Colorization,
     "cartoongan": CartoonGAN,
+    "cut": CUT,
 }
 
 

@@ -73,6 +73,12 @@ class Method:
 
     # --- what the loop and the data need to know ----------------------------
     @classmethod
+    def defaults_for(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The option defaults this method changes, given the options set so far
+        (a mode option may choose among sets of defaults)."""
+        return cls.defaults
+
+    @classmethod
     def single_generator(cls) -> bool:
         return len(cls.generators) == 1
 

@@ -27,11 +27,16 @@ DISCRIMINATOR_NAMES = "basic, n_layers, pixel, cartoongan"
 
 
 def define_G(input_nc, output_nc, ngf=64, netG="resnet_9blocks", norm="instance", use_dropout=False,
-             init_type="normal", init_gain=0.02, activation="relu", negative_slope=0.01) -> nn.Module:
+             init_type="normal", init_gain=0.02, activation="relu", negative_slope=0.01,
+             antialias=False, antialias_up=False) -> nn.Module:
     """A generator by its official name, initialised as upstream does. unet_<S> has
     log2(S) downsamplings (S a power of two >= 32): unet_256 = 8, unet_128 = 7.
     cartoongan[_<N>blocks] is CartoonGAN's generator in the published layout;
-    `activation` and `negative_slope` apply to it only."""
+    `activation` and `negative_slope` apply to it only. `antialias`/`antialias_up`
+    (CUT's blur-pool sampling) apply to the resnet generators only."""
+    if (antialias or antialias_up) and not re.fullmatch(r"resnet_\d+blocks", netG):
+        raise UsageError(f"--netG {netG}: anti-aliased sampling (--no_antialias false, --no_antialias_up false) "
+                         "exists for the resnet generators only; pass --no_antialias --no_antialias_up")
     if m := re.fullmatch(r"cartoongan(?:_(\d+)blocks)?", netG):
         if norm not in ("batch", "instance"):
             raise UsageError(f"--norm {norm!r}: the CartoonGAN generator takes batch (paper) or instance")
@@ -41,7 +46,8 @@ def define_G(input_nc, output_nc, ngf=64, netG="resnet_9blocks", norm="instance"
     if m := re.fullmatch(r"resnet_(\d+)blocks", netG):
         if int(m.group(1)) < 1:
             raise UsageError(f"{netG!r} needs at least one block; valid generators: {GENERATOR_NAMES}")
-        net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks=int(m.group(1)))
+        net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout, n_blocks=int(m.group(1)),
+                              antialias_down=antialias, antialias_up=antialias_up)
     elif (m := re.fullmatch(r"unet_(\d+)", netG)) and int(m.group(1)) >= 32 and \
             int(m.group(1)) & (int(m.group(1)) - 1) == 0:
         net = UnetGenerator(input_nc, output_nc, int(math.log2(int(m.group(1)))), ngf, norm_layer, use_dropout)
@@ -51,15 +57,16 @@ def define_G(input_nc, output_nc, ngf=64, netG="resnet_9blocks", norm="instance"
 
 
 def define_D(input_nc, ndf=64, netD="basic", n_layers_D=3, norm="instance", init_type="normal",
-             init_gain=0.02) -> nn.Module:
+             init_gain=0.02, antialias=False) -> nn.Module:
     """A discriminator by its official name: basic (70x70 PatchGAN = 3 layers),
-    n_layers (n_layers_D stride-2 convs), pixel (1x1 PatchGAN)."""
+    n_layers (n_layers_D stride-2 convs), pixel (1x1 PatchGAN). `antialias`: the
+    PatchGANs with CUT's blur-pool downsampling."""
     norm_layer = get_norm_layer(norm)
     if netD in ("basic", "n_layers"):
         n = 3 if netD == "basic" else int(n_layers_D)
         if n < 1:
             raise UsageError(f"n_layers_D must be >= 1, got {n_layers_D}")
-        net = NLayerDiscriminator(input_nc, ndf, n, norm_layer)
+        net = NLayerDiscriminator(input_nc, ndf, n, norm_layer, antialias=antialias)
     elif netD == "pixel":
         net = PixelDiscriminator(input_nc, ndf, norm_layer)
     elif netD == "cartoongan":

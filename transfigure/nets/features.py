@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from ..errors import UsageError
@@ -62,6 +61,8 @@ def _pretrained_state_dict(model_name: str, weights_path: str | None, option: st
             return read_torch_file(weights_path, "weights file for the feature network")
         except TorchFileError as e:
             raise FeatureWeightsError(f"{option} {e}") from None
+    import torchvision  # here, not at the top: it takes seconds to import, and most commands never need it
+
     weights = torchvision.models.get_model_weights(model_name).DEFAULT
     try:
         return weights.get_state_dict(progress=True, check_hash=True)
@@ -114,6 +115,8 @@ def build_feature_extractor(spec: str = "vgg16:relu3_3", weights_path: str | Non
                                     imagenet_input=False)
         except (ValueError, FileNotFoundError) as e:
             raise FeatureWeightsError(str(e)) from e
+    import torchvision
+
     try:
         with torch.random.fork_rng(devices=[]):  # the same random weights every time, the caller's RNG untouched
             torch.manual_seed(0)

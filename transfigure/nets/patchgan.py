@@ -3,24 +3,30 @@ from __future__ import annotations
 
 from torch import nn
 
+from .antialias import BlurDownsample
 from .common import uses_bias
 
 
 class NLayerDiscriminator(nn.Module):
     """n_layers=3 is the 70x70 PatchGAN: 4x4 convs, n_layers stride-2 steps, then two
-    stride-1 convs; one logit per patch. Channels ndf * min(2**n, 8)."""
+    stride-1 convs; one logit per patch. Channels ndf * min(2**n, 8). `antialias`
+    (CUT's default) makes each stride-2 step a stride-1 conv and a blur-pool after the
+    activation, as the CUT authors' discriminator."""
 
-    def __init__(self, input_nc, ndf=64, n_layers=3, norm_layer=nn.BatchNorm2d):
+    def __init__(self, input_nc, ndf=64, n_layers=3, norm_layer=nn.BatchNorm2d, antialias=False):
         super().__init__()
         use_bias = uses_bias(norm_layer)
         kw, padw = 4, 1
+        stride = 1 if antialias else 2
         # The first conv has no norm after it, so it keeps its bias whatever the norm.
-        seq = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw), nn.LeakyReLU(0.2, True)]
+        seq = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=stride, padding=padw), nn.LeakyReLU(0.2, True)]
+        seq += [BlurDownsample(ndf)] if antialias else []
         mult = 1
         for n in range(1, n_layers):
             prev, mult = mult, min(2 ** n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=2, padding=padw, bias=use_bias),
+            seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=stride, padding=padw, bias=use_bias),
                     norm_layer(ndf * mult), nn.LeakyReLU(0.2, True)]
+            seq += [BlurDownsample(ndf * mult)] if antialias else []
         prev, mult = mult, min(2 ** n_layers, 8)
         seq += [nn.Conv2d(ndf * prev, ndf * mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias),
                 norm_layer(ndf * mult), nn.LeakyReLU(0.2, True),
