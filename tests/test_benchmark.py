@@ -14,7 +14,8 @@ from transfigure.benchmarks.runs import decide_iterations, mean_spread
 from transfigure.cli import main
 from transfigure.data.synthetic import PALETTE
 
-TINY = ["--set", "netG=resnet_1blocks", "--set", "ngf=4", "--set", "ndf=4", "--set", "pool_size=2"]
+TINY = ["--set", "netG=resnet_1blocks", "--set", "ngf=4", "--set", "ndf=4", "--set", "pool_size=2", "--set", "netF_nc=16",
+        "--set", "num_patches=32"]
 LABELS = [m.label for m in methods()] + ["untrained generator (floor)", "identity mapping (floor)",
                                           "real photos (segmenter's ceiling)"]
 
@@ -72,6 +73,35 @@ def test_benchmark_writes_tables_page_and_grids(bench, image_sources):
     assert state["total_steps"] == 4 and state["options"]["lambda_identity"] == 0
     assert torch.load(out / "checkpoints" / "gan_alone_seed0" / "latest.ckpt",
                       weights_only=True)["options"]["lambda_A"] == 0
+    # CUT and FastCUT: one run per direction, on the shared (plain strided) networks.
+    for stem, mode in (("cut", "CUT"), ("fastcut", "FastCUT")):
+        for direction in ("AtoB", "BtoA"):
+            options = torch.load(out / "checkpoints" / f"{stem}_{direction}_seed0" / "latest.ckpt",
+                                 weights_only=True)["options"]
+            assert (options["model"], options["CUT_mode"], options["direction"]) == ("cut", mode, direction)
+            assert options["no_antialias"] is True and options["nce_layers"] == "0,4,7,10,12"
+
+
+def test_every_method_has_its_time_per_iteration_and_peak_memory(bench):
+    out, _ = bench
+    record = json.loads((out / "benchmark.json").read_text())
+    costs = record["cost"]["methods"]
+    assert set(costs) == {m.key for m in methods()}
+    assert "no such file" in costs["feature_gan"]["error"]
+    for key in ("cyclegan", "cut", "fastcut", "pix2pix", "gan_alone"):
+        assert costs[key]["s_per_iter"] > 0 and costs[key]["peak_mib"] >= 0
+    table = (out / "table.md").read_text()
+    assert "| s / iteration (× CycleGAN) | peak memory, MiB |" in table
+    row = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()
+           if line.startswith("| ") and line.count("|") > 9}
+    assert row["CycleGAN"][7].endswith("(1.00×)")
+    for label in ("CUT", "FastCUT"):
+        seconds = costs[label.lower()]["s_per_iter"]
+        assert row[label][7] == f"{seconds:.3f} ({seconds / costs['cyclegan']['s_per_iter']:.2f}×)"
+    assert "measured together in one fresh process" in table
+    with open(out / "table.csv") as f:
+        cut = [r for r in csv.DictReader(f) if r["method"] == "cut" and r["seed"] == "0"]
+    assert float(cut[0]["seconds_per_iteration"]) == pytest.approx(costs["cut"]["s_per_iter"], abs=1e-4)
 
 
 def test_feature_variant_shows_the_reason(bench):
@@ -90,7 +120,8 @@ def test_rerun_reuses_finished_runs(bench, capsys):
     ckpts = sorted((out / "checkpoints").rglob("*"))
     before = {p: p.stat().st_mtime_ns for p in ckpts if p.is_file()}
     assert main(_bench_args(out, missing)) == 0
-    assert "reusing the finished run" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "reusing the finished run" in said and "Measuring each method" not in said  # costs: the first run's
     after = {p: p.stat().st_mtime_ns for p in sorted((out / "checkpoints").rglob("*")) if p.is_file()}
     assert after == before
 

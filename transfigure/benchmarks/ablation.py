@@ -1,6 +1,7 @@
 """`transfigure benchmark ablation`: the CycleGAN paper's ablation study and
-baselines (Zhu et al. 2017, tables 2-5), reproduced on the built-in
-synthetic labels <-> photo task in minutes on a CPU.
+baselines (Zhu et al. 2017, tables 2-5), with its successors CUT and FastCUT
+(Park et al. 2020), reproduced on the built-in synthetic labels <-> photo
+task in minutes on a CPU.
 
 Every method is trained by the same loop with the same data, image size,
 networks, iteration count and seeds; only the loss weights (and, for
@@ -10,7 +11,12 @@ ground truth (nearest palette color), labels -> photo by the "FCN score":
 a segmenter reads the generated photos and its labels are compared with
 the input labels. The segmenter is the pix2pix photo -> labels model of the
 same seed, trained on the real pairs; its score on the real test photos is
-the ceiling of that column.
+the ceiling of that column. CUT and FastCUT translate one way, so each, like
+pix2pix, trains one run per direction.
+
+Every method's cost is measured in the same invocation: seconds per training
+iteration and the peak memory of the iterations, all methods one after the
+other in one fresh process (`runs.isolated_training_costs`).
 
 Folder layout under --out (everything the benchmark writes is in it):
   benchmark.json                 settings (the iteration count fixed by the first run), timings
@@ -45,8 +51,10 @@ from ..nets.features import FeatureWeightsError
 from ..runner import RunOptions
 from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
-from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation, format_duration, log, mean_spread,
-                   open_folder, run_options, seconds_per_iteration, settle_iterations, train_run)
+from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation, format_duration,
+                   isolated_training_costs, log, mean_spread, open_folder, run_options, save_record,
+                   seconds_per_iteration, settle_iterations, train_run)
+from .speed import machine
 from ..errors import UsageError
 
 DATA_SEED = 0                  # one dataset for every method and seed
@@ -64,11 +72,19 @@ SHARED = {
     "netG": "resnet_3blocks", "ngf": 16, "ndf": 16, "netD": "basic", "norm": "instance", "no_dropout": True,
     "init_type": "normal", "init_gain": 0.02, "lr": 2e-4, "beta1": 0.5, "beta2": 0.999, "batch_size": 1,
     "preprocess": "resize_and_crop", "num_threads": 0, "lr_policy": "linear", "display_freq": 0,
+    "no_antialias": True, "no_antialias_up": True,
 }
 # The paper's CycleGAN objective; identity loss off, as in its Cityscapes experiments.
 UNPAIRED = {"model": "cycle_gan", "dataset_mode": "unaligned", "gan_mode": "lsgan", "pool_size": 50,
             "lambda_A": 10.0, "lambda_B": 10.0, "lambda_GAN": 1.0, "lambda_identity": 0.0,
             "lambda_pixel": 0.0, "lambda_feature": 0.0}
+# CUT's objectives on the same networks. PatchNCE reads the shared generator's layers in the
+# roles of the paper's 0,4,8,12,16 on resnet_9blocks: the input, the two downsampling convs,
+# the first and the last residual block.
+NCE_LAYERS = "0,4,7,10,12"
+CUT_OPTIONS = {"model": "cut", "CUT_mode": "CUT", "dataset_mode": "unaligned", "gan_mode": "lsgan",
+               "nce_layers": NCE_LAYERS}
+FASTCUT_OPTIONS = {**CUT_OPTIONS, "CUT_mode": "FastCUT"}
 # pix2pix's own objective (vanilla GAN + L1 x 100, no pool) on the aligned pairs.
 PAIRED = {"model": "pix2pix", "dataset_mode": "aligned", "gan_mode": "vanilla", "pool_size": 0, "lambda_L1": 100.0,
           "lambda_identity": 0.0}
@@ -87,10 +103,11 @@ class Method:
     label: str
     options: dict
     paired: bool = False
+    one_sided: bool = False     # one generator, one direction per run (CUT)
 
     def runs(self) -> list[tuple[str, dict]]:
         """(run name stem, options) of the trainings this method needs per seed."""
-        if self.paired:  # one generator per direction
+        if self.paired or self.one_sided:  # one generator per direction
             return [(f"{self.key}_AtoB", {**self.options, "direction": "AtoB"}),
                     (f"{self.key}_BtoA", {**self.options, "direction": "BtoA"})]
         return [(self.key, self.options)]
@@ -111,6 +128,8 @@ def methods(feature_net: str = "vgg16:relu3_3", feature_weights: str = "", pixel
         Method("feature_gan", "feature loss + GAN",
                {**UNPAIRED, "lambda_A": 0.0, "lambda_B": 0.0, "lambda_feature": feature_weight,
                 "feature_net": feature_net, "feature_weights": feature_weights}),
+        Method("cut", "CUT", CUT_OPTIONS, one_sided=True),
+        Method("fastcut", "FastCUT", FASTCUT_OPTIONS, one_sided=True),
     ]
 
 
@@ -140,6 +159,40 @@ def _measure(methods_: list[Method], out: Path, size: int, overrides: dict) -> t
         timing[m.key] = total
         log(f"  {m.label}: {total * 1000:.0f} ms per iteration")
     return timing, unavailable
+
+
+def _measure_costs(methods_: list[Method], out: Path, size: int, overrides: dict) -> dict:
+    """Seconds per iteration and peak memory (MiB) of one training run of each method,
+    measured together in one fresh process; a method that cannot run gets its reason."""
+    runs = {m.key: run_options(SHARED, m.runs()[0][1], f"{m.runs()[0][0]}_cost", 0, out, size, 1, overrides)
+            for m in methods_}
+    costs = {}
+    measured = isolated_training_costs(runs)
+    for m in methods_:
+        value = measured[m.key]
+        if isinstance(value, str):
+            costs[m.key] = {"error": value}
+            log(f"  {m.label}: cannot run ({value})")
+            continue
+        seconds, peak = value
+        costs[m.key] = {"s_per_iter": round(seconds, 5), "peak_mib": None if peak is None else round(peak / 2**20, 1)}
+        memory = "" if peak is None else f", {peak / 2**20:.0f} MiB at the peak"
+        log(f"  {m.label}: {seconds * 1000:.0f} ms per iteration{memory}")
+    return costs
+
+
+def settle_costs(methods_: list[Method], out: Path, size: int, overrides: dict, record: dict) -> dict:
+    """The costs of every method of this invocation, all measured in one invocation: the
+    folder's recorded ones when they cover these methods, else all of them measured now."""
+    recorded = record.get("cost") or {}
+    if {m.key for m in methods_} <= set(recorded.get("methods", {})):
+        return recorded
+    log("Measuring each method's time per iteration and peak memory (one run each, in one fresh process)...")
+    device = resolve_device()
+    record["cost"] = {"methods": _measure_costs(methods_, out, size, overrides),
+                      "machine": machine(device), "measured": time.strftime("%Y-%m-%d %H:%M")}
+    save_record(out, record)
+    return record["cost"]
 
 
 # --------------------------------------------------------------------------- training
@@ -209,6 +262,7 @@ class Row:
     label: str
     kind: str                                       # "method", "floor" or "ceiling"
     per_seed: dict = field(default_factory=dict)    # seed -> {"p2l": scores, "l2p": scores}
+    cost: dict = field(default_factory=dict)        # {"s_per_iter", "peak_mib"} of one training run
     reason: str = ""                                # why a method has no scores
     train_s: dict = field(default_factory=dict)     # seed -> training seconds
     paper: dict = field(default_factory=dict)
@@ -225,6 +279,31 @@ def _cell(row: Row, direction: str, metric: str) -> str:
         return "—"
     mean, spread = ms
     return f"{mean:.3f} ± {spread:.3f}" if len(row.per_seed) > 1 else f"{mean:.3f}"
+
+
+COST_HEADS = ("s / iteration (× CycleGAN)", "peak memory, MiB")
+
+
+def _cost_cells(row: Row, rows: list[Row]) -> list[str]:
+    """Seconds per iteration (and the ratio to CycleGAN's), peak memory."""
+    seconds = row.cost.get("s_per_iter")
+    if seconds is None:
+        return ["—", "—"]
+    reference = next((r.cost.get("s_per_iter") for r in rows if r.key == "cyclegan"), None)
+    ratio = f" ({seconds / reference:.2f}×)" if reference else ""
+    peak = row.cost.get("peak_mib")
+    return [f"{seconds:.3f}{ratio}", "—" if peak is None else f"{peak:.0f}"]
+
+
+def cost_note(cost: dict) -> str:
+    m = cost.get("machine", {})
+    where = m.get("device", "?") + (f" ({', '.join(m['flags'])}; {m.get('threads')} thread(s))"
+                                    if m.get("flags") is not None and "threads" in m else "")
+    return (f"Time per iteration and peak memory: one training run of each method (CUT and FastCUT: the labels → "
+            "photo run; they train one run per direction, where CycleGAN's one run trains both), 8 timed "
+            f"iterations after 3 warm-up ones, all methods measured together in one fresh process on {where}, "
+            f"{cost.get('measured', '?')}. Peak memory: what the iterations added to the process (activations, "
+            "gradients, optimizer state; on a CPU the resident set, on CUDA the allocator's peak).")
 
 
 def _paper_cell(row: Row, direction: str) -> str:
@@ -249,7 +328,7 @@ def ordering_checks(rows: list[Row], seeds: list[int]) -> list[tuple[int, str, b
 
 def table_markdown(rows: list[Row], seeds: list[int], iterations: int) -> str:
     head = ["method"] + [f"{DIRECTIONS[d]}: {METRIC_NAMES[m]}" for d in DIRECTIONS for m in METRICS] + \
-           ["paper, Cityscapes: photo → labels", "paper, Cityscapes: labels → photo"]
+           [*COST_HEADS, "paper, Cityscapes: photo → labels", "paper, Cityscapes: labels → photo"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes = []
     for r in rows:
@@ -257,7 +336,7 @@ def table_markdown(rows: list[Row], seeds: list[int], iterations: int) -> str:
         if r.reason:
             notes.append(r.reason)
             label += f" [{len(notes)}]"
-        cells = [_cell(r, d, m) for d in DIRECTIONS for m in METRICS]
+        cells = [_cell(r, d, m) for d in DIRECTIONS for m in METRICS] + _cost_cells(r, rows)
         lines.append("| " + " | ".join([label, *cells, _paper_cell(r, "p2l"), _paper_cell(r, "l2p")]) + " |")
     spread = "mean ± half range (max − min)/2 over" if len(seeds) > 1 else "one run,"
     text = "\n".join(lines) + "\n\n"
@@ -291,7 +370,7 @@ def table_markdown(rows: list[Row], seeds: list[int], iterations: int) -> str:
 
 def write_csv(rows: list[Row], seeds: list[int], path: Path) -> None:
     fields = ["method", "label", "kind", "seed"] + [f"{d}_{m}" for d in DIRECTIONS for m in METRICS] + \
-             ["train_seconds", "note"]
+             ["train_seconds", "seconds_per_iteration", "peak_memory_mib", "note"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(fields)
@@ -300,20 +379,22 @@ def write_csv(rows: list[Row], seeds: list[int], path: Path) -> None:
         for s in seeds:
             sc = r.per_seed.get(s, {})
             vals = [fmt(sc[d][m]) if sc.get(d) else "" for d in DIRECTIONS for m in METRICS]
-            w.writerow([r.key, r.label, r.kind, s, *vals, fmt(r.train_s.get(s)), r.reason])
+            w.writerow([r.key, r.label, r.kind, s, *vals, fmt(r.train_s.get(s)), fmt(r.cost.get("s_per_iter")),
+                        fmt(r.cost.get("peak_mib")), r.reason])
         for stat in ("mean", "half_range"):
             vals = []
             for d in DIRECTIONS:
                 for m in METRICS:
                     ms = mean_spread(_values(r, d, m))
                     vals.append("" if ms is None else fmt(ms[0] if stat == "mean" else ms[1]))
-            w.writerow([r.key, r.label, r.kind, stat, *vals, "", r.reason])
+            w.writerow([r.key, r.label, r.kind, stat, *vals, "", "", "", r.reason])
     ckpt.atomic_write_text(buf.getvalue(), path)
 
 
 def _html_table(rows: list[Row], seeds: list[int]) -> str:
     h = html.escape
     head = ("<tr><th rowspan=2>method</th>" + "".join(f"<th colspan=3>{h(DIRECTIONS[d])}</th>" for d in DIRECTIONS)
+            + "".join(f"<th rowspan=2>{h(c)}</th>" for c in COST_HEADS)
             + "<th colspan=2 class=paper>CycleGAN paper, Cityscapes<br>(another dataset; reference only)</th></tr>"
             + "<tr>" + "".join(f"<th>{METRIC_NAMES[m]}</th>" for _ in DIRECTIONS for m in METRICS)
             + "<th class=paper>photo → labels</th><th class=paper>labels → photo</th></tr>")
@@ -326,6 +407,7 @@ def _html_table(rows: list[Row], seeds: list[int]) -> str:
         cls = "" if r.kind == "method" else " class=ref"
         body += (f"<tr{cls}><td>{label}</td>" + "".join(f"<td>{h(_cell(r, d, m))}</td>"
                                                          for d in DIRECTIONS for m in METRICS)
+                 + "".join(f"<td>{h(c)}</td>" for c in _cost_cells(r, rows))
                  + f"<td class=paper>{_paper_cell(r, 'p2l')}</td><td class=paper>{_paper_cell(r, 'l2p')}</td></tr>")
     foot = "".join(f"<p class=note>[{i}] {h(n)}</p>" for i, n in enumerate(notes, 1))
     return f"<table>{head}{body}</table>{foot}"
@@ -447,10 +529,12 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
 
     iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure,
                                    DEFAULT_ITERATIONS)
+    costs = settle_costs(all_methods, out, size, overrides, record)
 
     device = resolve_device()
     rows = {m.key: Row(m.key, m.label, "method", paper={d: PAPER_CITYSCAPES[m.key][d] for d in DIRECTIONS}
-                       if m.key in PAPER_CITYSCAPES else {}) for m in all_methods}
+                       if m.key in PAPER_CITYSCAPES else {}, cost=costs["methods"].get(m.key, {}))
+            for m in all_methods}
     runs_total = sum(len(m.runs()) for m in all_methods) * len(seed_list)
     done, complete = 0, True
     for seed in seed_list:
@@ -489,7 +573,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
                 break
             row.train_s[seed] = sum(o.train_s for o in outcomes)
             run_names = [f"{stem}_seed{seed}" for stem, _ in m.runs()]
-            if m.paired:
+            if m.paired or m.one_sided:
                 to_photo, to_labels = _generator(out, run_names[0], None), _generator(out, run_names[1], None)
             else:
                 to_photo, to_labels = _generator(out, run_names[0], "AtoB"), _generator(out, run_names[0], "BtoA")
@@ -514,7 +598,7 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     wall = close_invocation(out, record, started, complete)
     if not complete:
         return BenchmarkResult(out, ordered, iterations, False, wall)
-    _write_outputs(out, ordered, seed_list, iterations, settings, record, wall, all_methods)
+    _write_outputs(out, ordered, seed_list, iterations, settings, record, wall, all_methods, costs)
     return BenchmarkResult(out, ordered, iterations, True, wall)
 
 
@@ -545,11 +629,11 @@ def _reference_rows(rows: dict, seed: int, segmenter: Segmenter, data: Path, col
 
 
 def _write_outputs(out: Path, rows: list[Row], seeds: list[int], iterations: int, settings: dict, record: dict,
-                   wall: float, all_methods: list[Method]) -> None:
+                   wall: float, all_methods: list[Method], costs: dict) -> None:
     train_total = sum(sum(r.train_s.values()) for r in rows)
     time_text = (f"This invocation: {format_duration(wall)} wall time. All invocations on this folder: "
                  f"{format_duration(record['wall_s'])}. Training time of all runs (from their checkpoints): "
-                 f"{format_duration(train_total)}. Threads: {torch.get_num_threads()}.")
+                 f"{format_duration(train_total)}. Threads: {torch.get_num_threads()}. {cost_note(costs)}")
     md = table_markdown(rows, seeds, iterations)
     md_full = (f"# CycleGAN paper ablations, synthetic {settings['task']} ({settings['size']} px, "
                f"{settings['n_train']} training / {settings['n_test']} test pairs)\n\n{md}\n{time_text}\n")
@@ -562,6 +646,9 @@ def _write_outputs(out: Path, rows: list[Row], seeds: list[int], iterations: int
                          f"{SHARED['norm']} norm, no dropout, for every method",
              "unpaired objective": "LSGAN, image pool 50, cycle weights 10, identity loss 0",
              "pix2pix objective": "vanilla GAN + L1 x 100 on the aligned pairs, conditional PatchGAN",
+             "CUT / FastCUT objective": f"LSGAN + PatchNCE on layers {NCE_LAYERS} (256 patches, tau 0.07, MLP head "
+                                        "256), identity NCE and lambda_NCE 1 (CUT) / flips and lambda_NCE 10 "
+                                        "(FastCUT); no pool; one run per direction",
              "schedule": f"Adam lr {SHARED['lr']} (beta1 {SHARED['beta1']}), constant, batch 1",
              "timing (s per iteration)": json.dumps(record.get("timing", {}))}
     info = {"settings": shown, "iterations": iterations, "spread": spread, "time_text": time_text,

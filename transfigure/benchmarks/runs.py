@@ -111,14 +111,15 @@ class _PeakMemory:
             return torch.cuda.max_memory_allocated(self.device) - self.base
         if self.base is None:
             return None
-        return self._status_kib("VmHWM") * 1024 - self.base
+        # The kernel's counters lag by a few pages per thread: a run that added nothing can read below 0.
+        return max(0, self._status_kib("VmHWM") * 1024 - self.base)
 
 
 def training_cost(opt: Options, warmup: int = 3, steps: int = 8) -> tuple[float, int | None]:
     """(seconds per training step, peak memory of the steps in bytes or None) of one run's
     method at its batch size, nothing written. The memory counts from before the first
     step, so it holds the activations, gradients and optimizer state, not the weights;
-    on a CPU it is only meaningful in a fresh process (`isolated_training_cost`)."""
+    on a CPU it is only meaningful in a fresh process (`isolated_training_costs`)."""
     from ..data.datasets import create_dataset
     from ..methods import create_method
     from ..devices import resolve_device
@@ -150,38 +151,53 @@ def training_cost(opt: Options, warmup: int = 3, steps: int = 8) -> tuple[float,
     return (time.perf_counter() - started) / steps, memory.peak_bytes()
 
 
-def _cost_in_child(values: dict, threads: int, result) -> None:
-    torch.set_num_threads(threads)
-    try:
-        result.put(("ok", training_cost(make_options(values))))
-    except Exception as e:  # reported by the parent, which names the method
-        result.put(("error", f"{type(e).__name__}: {e}"))
+def _costs_in_child() -> None:
+    """The measuring process: runs as JSON on stdin, one JSON line per run on stdout."""
+    import sys
+
+    request = json.loads(sys.stdin.read())
+    torch.set_num_threads(request["threads"])
+    runs = request["runs"]
+    # One unmeasured step of every run first: the first use of a kernel maps its code and
+    # sets up thread pools, which would count against whichever run came first.
+    failed = {}
+    for key, values in runs.items():
+        try:
+            training_cost(make_options(values), warmup=0, steps=1)
+        except Exception as e:  # reported by the parent, which names the method
+            failed[key] = f"{type(e).__name__}: {e}"
+    for key, values in runs.items():
+        if key in failed:
+            answer = {"key": key, "error": failed[key]}
+        else:
+            seconds, peak = training_cost(make_options(values))
+            answer = {"key": key, "seconds": seconds, "peak": peak}
+        print(json.dumps(answer), flush=True)
 
 
-def isolated_training_cost(opt: Options) -> tuple[float, int | None]:
-    """`training_cost` in a fresh process with this process's thread count, so each
-    method's memory is measured from the same start and no method inherits another's
-    allocator caches."""
-    import multiprocessing
-    import queue
+def isolated_training_costs(runs: dict[str, Options]) -> dict[str, tuple[float, int | None] | str]:
+    """`training_cost` of each run, in one fresh process with this process's thread count
+    (so no run pays for what this process allocated before), one run after the other,
+    after one unmeasured step of each. glibc is told to hand every block of 64 KiB or
+    more back to the system when freed, so each run's peak starts from what the runs
+    before it still hold, not from their caches. A run that fails gets its error message."""
+    import os
+    import subprocess
+    import sys
 
-    context = multiprocessing.get_context("spawn")
-    result = context.Queue()
-    child = context.Process(target=_cost_in_child, args=(opt.to_dict(), torch.get_num_threads(), result))
-    child.start()
-    try:
-        while True:
-            try:
-                status, value = result.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not child.is_alive():
-                    raise RuntimeError(f"the measuring process ended with exit code {child.exitcode}") from None
-    finally:
-        child.join()
-    if status != "ok":
-        raise RuntimeError(value)
-    return value
+    request = json.dumps({"threads": torch.get_num_threads(), "runs": {k: o.to_dict() for k, o in runs.items()}})
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    done = subprocess.run([sys.executable, "-c", "from transfigure.benchmarks.runs import _costs_in_child; "
+                           "_costs_in_child()"], input=request, capture_output=True, text=True, env=env)
+    costs = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            answer = json.loads(line)
+            costs[answer["key"]] = answer["error"] if "error" in answer else (answer["seconds"], answer["peak"])
+    if done.returncode != 0 or len(costs) < len(runs):
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        costs.update({k: f"the measuring process failed: {reason}" for k in runs if k not in costs})
+    return costs
 
 
 def settle_iterations(out: Path, record: dict, iterations: int | None, budget_s: float | None, n_seeds: int,
