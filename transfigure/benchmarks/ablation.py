@@ -16,7 +16,7 @@ pix2pix, trains one run per direction.
 
 Every method's cost is measured in the same invocation: seconds per training
 iteration and the peak memory of the iterations, all methods one after the
-other in one fresh process (`runs.isolated_training_costs`).
+other in fresh processes (`runs.isolated_training_costs`).
 
 Folder layout under --out (everything the benchmark writes is in it):
   benchmark.json                 settings (the iteration count fixed by the first run), timings
@@ -163,7 +163,7 @@ def _measure(methods_: list[Method], out: Path, size: int, overrides: dict) -> t
 
 def _measure_costs(methods_: list[Method], out: Path, size: int, overrides: dict) -> dict:
     """Seconds per iteration and peak memory (MiB) of one training run of each method,
-    measured together in one fresh process; a method that cannot run gets its reason."""
+    measured together in fresh processes; a method that cannot run gets its reason."""
     runs = {m.key: run_options(SHARED, m.runs()[0][1], f"{m.runs()[0][0]}_cost", 0, out, size, 1, overrides)
             for m in methods_}
     costs = {}
@@ -187,7 +187,7 @@ def settle_costs(methods_: list[Method], out: Path, size: int, overrides: dict, 
     recorded = record.get("cost") or {}
     if {m.key for m in methods_} <= set(recorded.get("methods", {})):
         return recorded
-    log("Measuring each method's time per iteration and peak memory (one run each, in one fresh process)...")
+    log("Measuring each method's time per iteration and peak memory (one run each, in fresh processes)...")
     device = resolve_device()
     record["cost"] = {"methods": _measure_costs(methods_, out, size, overrides),
                       "machine": machine(device), "measured": time.strftime("%Y-%m-%d %H:%M")}
@@ -301,7 +301,8 @@ def cost_note(cost: dict) -> str:
                                     if m.get("flags") is not None and "threads" in m else "")
     return (f"Time per iteration and peak memory: one training run of each method (CUT and FastCUT: the labels → "
             "photo run; they train one run per direction, where CycleGAN's one run trains both), 8 timed "
-            f"iterations after 3 warm-up ones, all methods measured together in one fresh process on {where}, "
+            f"iterations after 3 warm-up ones; all methods measured together, the time in one fresh process and "
+            f"the memory in another, on {where}, "
             f"{cost.get('measured', '?')}. Peak memory: what the iterations added to the process (activations, "
             "gradients, optimizer state; on a CPU the resident set, on CUDA the allocator's peak).")
 

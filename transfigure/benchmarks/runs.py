@@ -157,7 +157,7 @@ def _costs_in_child() -> None:
 
     request = json.loads(sys.stdin.read())
     torch.set_num_threads(request["threads"])
-    runs = request["runs"]
+    runs, memory = request["runs"], request["measure"] == "memory"
     # One unmeasured step of every run first: the first use of a kernel maps its code and
     # sets up thread pools, which would count against whichever run came first.
     failed = {}
@@ -170,33 +170,47 @@ def _costs_in_child() -> None:
         if key in failed:
             answer = {"key": key, "error": failed[key]}
         else:
-            seconds, peak = training_cost(make_options(values))
-            answer = {"key": key, "seconds": seconds, "peak": peak}
+            seconds, peak = training_cost(make_options(values), *((1, 2) if memory else ()))
+            answer = {"key": key, "value": peak if memory else seconds}
         print(json.dumps(answer), flush=True)
 
 
-def isolated_training_costs(runs: dict[str, Options]) -> dict[str, tuple[float, int | None] | str]:
-    """`training_cost` of each run, in one fresh process with this process's thread count
-    (so no run pays for what this process allocated before), one run after the other,
-    after one unmeasured step of each. glibc is told to hand every block of 64 KiB or
-    more back to the system when freed, so each run's peak starts from what the runs
-    before it still hold, not from their caches. A run that fails gets its error message."""
-    import os
+def _measure_in_child(runs: dict[str, Options], measure: str, env: dict) -> dict:
     import subprocess
     import sys
 
-    request = json.dumps({"threads": torch.get_num_threads(), "runs": {k: o.to_dict() for k, o in runs.items()}})
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    request = json.dumps({"threads": torch.get_num_threads(), "measure": measure,
+                          "runs": {k: o.to_dict() for k, o in runs.items()}})
     done = subprocess.run([sys.executable, "-c", "from transfigure.benchmarks.runs import _costs_in_child; "
                            "_costs_in_child()"], input=request, capture_output=True, text=True, env=env)
-    costs = {}
+    found = {}
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             answer = json.loads(line)
-            costs[answer["key"]] = answer["error"] if "error" in answer else (answer["seconds"], answer["peak"])
-    if done.returncode != 0 or len(costs) < len(runs):
+            found[answer["key"]] = answer
+    if done.returncode != 0 or len(found) < len(runs):
         reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        costs.update({k: f"the measuring process failed: {reason}" for k in runs if k not in costs})
+        found.update({k: {"key": k, "error": f"the measuring process failed: {reason}"}
+                      for k in runs if k not in found})
+    return found
+
+
+def isolated_training_costs(runs: dict[str, Options]) -> dict[str, tuple[float, int | None] | str]:
+    """(seconds per step, peak bytes) of each run, or its error message. Each quantity is
+    measured in its own fresh process with this process's thread count (so no run pays for
+    what this process allocated before), the runs one after the other, after one
+    unmeasured step of each. For the memory, glibc is told to hand every block of 64 KiB or
+    more back to the system when freed, so each run's peak starts from what the runs before
+    it still hold, not from their caches; that makes allocation slow, so the time is
+    measured in another process with the usual allocator."""
+    import os
+
+    seconds = _measure_in_child(runs, "time", dict(os.environ))
+    peaks = _measure_in_child(runs, "memory", {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
+    costs = {}
+    for key in runs:
+        error = seconds[key].get("error") or peaks[key].get("error")
+        costs[key] = error if error else (seconds[key]["value"], peaks[key]["value"])
     return costs
 
 
