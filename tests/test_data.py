@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 from transfigure.config import make_options
-from transfigure.data import (AlignedDataset, DatasetFolderError, ImageLoadError, SingleDataset, UnalignedDataset,
-                              apply_transform, create_dataset, get_params, image_to_tensor, list_images,
-                              load_image, sample_rng, save_image, tensor_to_image)
+from transfigure.data.datasets import AlignedDataset, SingleDataset, UnalignedDataset, create_dataset
+from transfigure.data.images import (DatasetFolderError, ImageLoadError, image_to_tensor, list_images, load_image,
+                                     save_image, tensor_to_image)
+from transfigure.data.transforms import apply_transform, get_params, sample_rng
 
 MODES = ["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"]
 

@@ -12,8 +12,8 @@ from transfigure.nets.scene_content import train_scene_content_net
 
 @pytest.fixture(scope="module")
 def content_net(tmp_path_factory):
-    return train_scene_content_net(tmp_path_factory.mktemp("content") / "content_net.pt", size=32, scenes=200,
-                                   steps=150, progress=False)
+    return train_scene_content_net(tmp_path_factory.mktemp("content") / "content_net.pt", size=32, scenes=100,
+                                   steps=60, progress=False)
 
 
 def _tensor(a):
@@ -44,7 +44,7 @@ def test_features_keep_content_across_styles(content_net):
 
 def test_reused_when_settings_match_and_errors_name_the_option(content_net, tmp_path):
     stamp = content_net.stat().st_mtime_ns
-    assert train_scene_content_net(content_net, size=32, scenes=200, steps=150, progress=False) == content_net
+    assert train_scene_content_net(content_net, size=32, scenes=100, steps=60, progress=False) == content_net
     assert content_net.stat().st_mtime_ns == stamp
     with pytest.raises(FeatureWeightsError, match="--content_weights FILE"):
         build_feature_extractor("synthetic-scenes:features", None, "--content_weights")

@@ -81,10 +81,10 @@ def test_instance_norm_generator_tiled_matches_untiled_without_seams():
 @needs_shared(HAYAO, PHOTO)
 def test_published_cartoongan_tiled_close_to_untiled_without_seams():
     net = load_published_weights(CartoonGANGenerator(), HAYAO).eval()
-    photo = Image.open(PHOTO).convert("RGB").resize((480, 320), Image.BICUBIC)  # sky and fields
+    photo = Image.open(PHOTO).convert("RGB").resize((384, 256), Image.BICUBIC)  # sky and fields
     x = image_to_tensor(photo)[[2, 1, 0]].unsqueeze(0)
     diff, seams, untiled_seams = _compare(net, x, 192, 96)
-    assert diff < 0.2, f"mean abs difference {diff:.2f}/255"  # the code gives 0.06-0.07
+    assert diff < 0.2, f"mean abs difference {diff:.2f}/255"  # the code gives 0.04
     assert seams <= untiled_seams * 1.05, f"overlaps carry {seams:.2f}x the mean gradient ({untiled_seams:.2f} untiled)"
 
 

@@ -1,9 +1,3 @@
-"""Image loading, preprocessing and folder datasets."""
-from .datasets import AlignedDataset, SingleDataset, UnalignedDataset, create_dataset
-from .images import (IMG_EXTENSIONS, DatasetFolderError, ImageLoadError, image_to_tensor, list_images,
-                     load_image, save_image, tensor_to_image)
-from .transforms import apply_transform, get_params, sample_rng, transform
-
-__all__ = ["AlignedDataset", "SingleDataset", "UnalignedDataset", "create_dataset", "IMG_EXTENSIONS",
-           "DatasetFolderError", "ImageLoadError", "image_to_tensor", "list_images", "load_image",
-           "save_image", "tensor_to_image", "apply_transform", "get_params", "sample_rng", "transform"]
+"""Image loading, preprocessing and folder datasets: import the module you need
+(`data.images`, `data.datasets`, ...). Nothing is re-exported here, so a process that only
+reads images (smooth-edges' workers) does not import PyTorch."""

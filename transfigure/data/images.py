@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 from ..tempfiles import temporary_path
 from ..errors import UsageError
@@ -120,6 +119,8 @@ def load_image(path: str | Path, channels: int = 3) -> Image.Image:
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
     """'L' or 'RGB' PIL image -> float tensor [C,H,W] in [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
+    import torch  # here: image-only processes (smooth-edges' workers) never import it
+
     if img.mode not in ("L", "RGB"):
         img = img.convert("RGB")
     a = torch.from_numpy(np.array(img, dtype=np.uint8))
@@ -134,6 +135,8 @@ def tensor_to_image(t: torch.Tensor) -> Image.Image:
         t = t[0]
     if t.ndim != 3 or t.shape[0] not in (1, 3):
         raise UsageError(f"expected a [C,H,W] or [1,C,H,W] tensor with C 1 or 3, got shape {tuple(t.shape)}")
+    import torch
+
     a = ((t.float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     a = a.permute(1, 2, 0).numpy()
     return Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a)
