@@ -247,3 +247,15 @@ def test_interrupted_run_resumes(tmp_path, capsys):
     assert result.complete and "Resuming" in printed
     assert torch.load(ckpt_dir / "latest.ckpt", weights_only=True)["total_steps"] == 4
     assert [r.key for r in result.rows][:2] == ["pix2pix", "cyclegan"]
+
+
+def test_costs_only_measures_without_training(tmp_path, capsys):
+    out = tmp_path / "costs"
+    assert main(["benchmark", "ablation", "--out", str(out), "--size", "32", "--n_train", "4", "--n_test", "2",
+                 "--costs_only", "--only", "cyclegan", "fastcut", "--no_progress", *TINY]) == 0
+    text = (out / "costs.md").read_text()
+    costs = json.loads((out / "benchmark.json").read_text())["cost"]["methods"]
+    assert set(costs) == {"pix2pix", "cyclegan", "fastcut"}
+    assert "| CycleGAN | " in text and "(1.00×)" in text
+    assert f"| FastCUT | {costs['fastcut']['s_per_iter']:.3f} " in text
+    assert not (out / "checkpoints").exists() and not (out / "table.md").exists()

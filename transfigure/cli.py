@@ -570,12 +570,13 @@ def _add_benchmark(sub) -> None:
                        help="reproduce the papers' comparisons on built-in tasks; measure tiling memory and speed")
     b_sub = p.add_subparsers(dest="benchmark_command", required=True, metavar="COMMAND")
     a = b_sub.add_parser(
-        "ablation", help="the CycleGAN paper's ablations and baselines, trained under one budget",
+        "ablation", help="the CycleGAN paper's ablations and baselines, and CUT/FastCUT, trained under one budget",
         description="Writes the synthetic dataset, trains pix2pix, CycleGAN, cycle alone, GAN alone, GAN + "
-                    "forward/backward cycle, pixel loss + GAN and feature loss + GAN with the same data, networks, "
-                    "iteration count and seeds, scores photo -> labels and labels -> photo (FCN score) and writes "
-                    "OUT/table.md, OUT/table.csv and OUT/index.html. Run the same command again to continue an "
-                    "interrupted benchmark: finished runs are reused.")
+                    "forward/backward cycle, pixel loss + GAN, feature loss + GAN, CUT and FastCUT with the same data, "
+                    "networks, iteration count and seeds, scores photo -> labels and labels -> photo (FCN score), "
+                    "measures every method's time per iteration and peak memory, and writes OUT/table.md, "
+                    "OUT/table.csv and OUT/index.html. Run the same command again to continue an interrupted "
+                    "benchmark: finished runs are reused.")
     a.add_argument("--task", default="labels2photo", choices=["labels2photo"])
     _add_benchmark_arguments(a, "ablation", seeds=2, threads="1 up to --size 64, where a second thread buys nothing "
                                                                "for these batch-1 steps; torch's default above",
@@ -587,7 +588,11 @@ def _add_benchmark(sub) -> None:
                    help="local ImageNet weights file for --feature_net (without it, torchvision's cache)")
     a.add_argument("--only", nargs="+", metavar="METHOD", default=None,
                    help="train only these methods (pix2pix always: it is the segmenter): cyclegan cycle_alone "
-                        "gan_alone gan_forward gan_backward pixel_gan feature_gan")
+                        "gan_alone gan_forward gan_backward pixel_gan feature_gan cut fastcut")
+    a.add_argument("--costs_only", action="store_true",
+                   help="only measure each method's time per iteration and peak memory (OUT/costs.md), train "
+                        "nothing: e.g. at the papers' size with --size 256 --set netG=resnet_9blocks --set ngf=64 "
+                        "--set ndf=64 --n_train 8")
     a.set_defaults(func=_cmd_benchmark)
 
     c = b_sub.add_parser(
@@ -755,7 +760,7 @@ def _cmd_benchmark(args) -> int:
         args.out, task=args.task, budget_s=args.budget,
         seeds=args.seeds, size=args.size, n_train=args.n_train, n_test=args.n_test, iterations=args.iterations,
         overrides=overrides, feature_net=args.feature_net, feature_weights=args.feature_weights, only=args.only,
-        threads=args.threads, progress=not args.no_progress))
+        threads=args.threads, progress=not args.no_progress, costs_only=args.costs_only))
 
 
 def _add_cartoonize(sub) -> None:

@@ -467,7 +467,7 @@ def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float | 
                  size: int = 64, n_train: int = 1000, n_test: int = 100, iterations: int | None = None,
                  overrides: dict | None = None, feature_net: str = "vgg16:relu3_3", feature_weights: str = "",
                  only: list[str] | None = None, threads: int | None = None,
-                 progress: bool = True) -> BenchmarkResult:
+                 progress: bool = True, costs_only: bool = False) -> BenchmarkResult:
     """Train and score every method x seed; write table.md, table.csv and index.html in OUT.
 
     `overrides` apply to every run's options (e.g. smaller networks); `only`
@@ -476,7 +476,8 @@ def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float | 
     continues interrupted ones. `threads`: torch CPU threads while it runs
     (default: 1 up to 64 px, where batch-1 steps of these small nets gain
     nothing from a second thread and one thread keeps timings steady on a
-    shared machine; else torch's default)."""
+    shared machine; else torch's default). `costs_only`: measure every method's time per
+    iteration and peak memory, write costs.md, train nothing (e.g. at another --size)."""
     previous_threads = torch.get_num_threads()
     if threads is None:
         threads = 1 if size <= 64 else previous_threads
@@ -485,13 +486,13 @@ def run_ablation(out: str | Path, task: str = "labels2photo", budget_s: float | 
     torch.set_num_threads(threads)
     try:
         return _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations, overrides, feature_net,
-                             feature_weights, only, progress)
+                             feature_weights, only, progress, costs_only)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations, overrides, feature_net,
-                  feature_weights, only, progress) -> BenchmarkResult:
+                  feature_weights, only, progress, costs_only) -> BenchmarkResult:
     started = time.perf_counter()
     if task != "labels2photo":
         raise UsageError(f"--task {task!r}: only labels2photo is available")
@@ -520,6 +521,10 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
     log(f"Synthetic {task} data ({n_train} training pairs, {n_test} test pairs, {size} px) in {data}")
     make_labels2photo(data, size=size, n_train=n_train, n_test=n_test, seed=DATA_SEED, progress=progress)
     names, colors = load_palette(data)
+
+    if costs_only:
+        return _write_costs(out, all_methods, settle_costs(all_methods, out, size, overrides, record), record, started,
+                            settings)
 
     unavailable: dict[str, str] = {}
 
@@ -601,6 +606,24 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
         return BenchmarkResult(out, ordered, iterations, False, wall)
     _write_outputs(out, ordered, seed_list, iterations, settings, record, wall, all_methods, costs)
     return BenchmarkResult(out, ordered, iterations, True, wall)
+
+
+def _write_costs(out: Path, all_methods: list[Method], costs: dict, record: dict, started: float,
+                 settings: dict) -> BenchmarkResult:
+    """costs.md: each method's time per iteration and peak memory, nothing trained."""
+    rows = [Row(m.key, m.label, "method", cost=costs["methods"].get(m.key, {})) for m in all_methods]
+    lines = ["| method | " + " | ".join(COST_HEADS) + " |", "|---|---|---|"]
+    lines += [f"| {r.label} | " + " | ".join(_cost_cells(r, rows)) + " |" for r in rows]
+    errors = [f"- {r.label}: {r.cost['error']}" for r in rows if "error" in r.cost]
+    text = (f"# Time per iteration and peak memory, synthetic {settings['task']} at {settings['size']} px\n\n"
+            + "\n".join(lines) + "\n\n" + ("Not measured:\n" + "\n".join(errors) + "\n\n" if errors else "")
+            + f"Settings: {json.dumps(settings['overrides'])} on top of the table's shared networks. "
+            + cost_note(costs) + "\n")
+    ckpt.atomic_write_text(text, out / "costs.md")
+    print()
+    print(text)
+    print(f"Wrote {out / 'costs.md'}")
+    return BenchmarkResult(out, rows, 0, True, close_invocation(out, record, started, True))
 
 
 def _reference_rows(rows: dict, seed: int, segmenter: Segmenter, data: Path, colors, out: Path, iterations: int,
