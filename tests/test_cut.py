@@ -271,6 +271,14 @@ def test_the_authors_cut_generator_loads_strictly_and_translates_as_their_steps(
     got = np.asarray(Image.open(out / "horse.png"))
     assert got.shape == (32, 48, 3) and np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
+    # Export takes the published model too; the deployed file computes the authors' steps.
+    scripted = tmp_path / "cut.pt"
+    assert main(["export", "--pretrained", "cut_horse2zebra", "--format", "torchscript", "--out", str(scripted),
+                 "--no_progress"]) == 0
+    with torch.no_grad():
+        deployed = torch.jit.load(str(scripted))((x + 1) / 2) * 2 - 1  # the exported file takes [0, 1] images
+    assert (deployed - y).abs().max() < 1e-4
+
     # One download gave every CUT generator in the archive its own cached file; the archive is gone.
     assert requests == ["/CUT/pretrained_models.tar"]
     assert cached_path(get_model("fastcut_cat2dog")).is_file()
