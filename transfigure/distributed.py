@@ -181,12 +181,14 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         from torch.distributed.nn.functional import all_reduce
 
         dims = (0, 2, 3)
+        # Two passes, as one process's batch norm: the global mean, then the global sum of squared
+        # deviations from it. (E[x^2] - mean^2 in one pass loses the variance to cancellation
+        # when the mean is large against the spread.)
         count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=x.dtype, device=x.device)
-        sums = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        c = x.shape[1]
+        sums = all_reduce(torch.cat([x.sum(dims), count]))
         n = sums[-1]
-        mean = sums[:c] / n
-        var = sums[c:2 * c] / n - mean * mean
+        mean = sums[:-1] / n
+        var = all_reduce(((x - mean.view(1, -1, 1, 1)) ** 2).sum(dims)) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1
