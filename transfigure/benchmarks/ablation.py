@@ -437,7 +437,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}} td:first-child{{
 .paper{{color:#777;font-style:italic}} tr.ref td{{background:#f4f4f4}} .note{{font-size:90%;color:#555}}
 figure{{display:inline-block;margin:0 1em 1em 0}} img{{image-rendering:pixelated;width:{info['grid_width']}px}}</style>
 </head><body>
-<h1>The CycleGAN paper's ablations and baselines on the synthetic labels &lt;-&gt; photos task</h1>
+<h1>The CycleGAN paper's ablations and baselines, and CUT, on the synthetic labels &lt;-&gt; photos task</h1>
 <p>Every method trained by the same loop on the same {info['settings']['n_train']} training images
 ({info['settings']['size']}x{info['settings']['size']} px), with the same networks, {info['iterations']} iterations per
 run and seeds {', '.join(map(str, seeds))}; only the losses differ. Scores on {info['settings']['n_test']} held-out test
