@@ -121,6 +121,8 @@ def test_two_processes_resume_exactly_and_on_one_process_say_what_changed(datase
     assert "at iteration 1 (paused)" in out and out.count("Saved ") == 1  # rank 0 alone reports and writes
     paused = state(tmp_path / "split")
     assert len(paused["ranks"]) == 2
+    pools = [rank["method"]["pool_A"]["rng"] for rank in paused["ranks"]]
+    assert pools[0] != pools[1]  # each process's image pool draws its own random numbers
     import shutil
     shutil.copytree(tmp_path / "split", tmp_path / "on_one")
     finished(launch(*args, "--name", "split", "--continue_train"))

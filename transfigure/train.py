@@ -288,6 +288,7 @@ class Trainer:
             # The same weights everywhere; from here each process draws its own randomness.
             if self.world.rank:
                 seed_everything(opt.seed + 7919 * self.world.rank, opt.deterministic)
+                self.method.seed_streams(opt.seed + 7919 * self.world.rank)
         self.dataset = create_dataset(opt, "train")
         skipped = getattr(self.dataset, "skipped_files", [])
         if skipped and self.world.is_main:

@@ -101,6 +101,11 @@ class Method:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def seed_streams(self, seed: int) -> None:
+        """Seed the method's own random streams (image pools, patch sampling) from `seed`.
+        Called with --seed when the method is made, and again by each further torchrun
+        process with a seed of its own, so the processes do not draw the same numbers."""
+
     @property
     def initializing(self) -> bool:
         """In the --init_epochs phase: generators learn to keep their input's content, nothing else."""

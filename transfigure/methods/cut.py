@@ -89,7 +89,11 @@ class CUT(Method):
         self.nets = nn.ModuleDict({"G": generator, "F": head, "D": discriminator}).to(device)
         self.gan_loss = GANLoss(opt.gan_mode)
         # Patch locations and flips: drawn here, not from the global generator, and saved with the run.
-        self.rng = torch.Generator().manual_seed(opt.seed * 2 + 3)
+        self.rng = torch.Generator()
+        self.seed_streams(opt.seed)
+
+    def seed_streams(self, seed: int) -> None:
+        self.rng.manual_seed(seed * 2 + 3)
 
     @property
     def generator(self) -> ResnetGenerator:

@@ -54,8 +54,13 @@ class CycleGAN(Method):
         # Built before training starts, so missing pretrained weights stop the run before its first step.
         self.features = build_feature_extractor(opt.feature_net, opt.feature_weights or None, "--feature_weights").to(device) \
             if opt.lambda_feature > 0 else None
-        self.pool_A = ImagePool(opt.pool_size, seed=opt.seed * 2 + 1)  # fakes of domain B, for D_A
-        self.pool_B = ImagePool(opt.pool_size, seed=opt.seed * 2 + 2)
+        self.pool_A = ImagePool(opt.pool_size)  # fakes of domain B, for D_A
+        self.pool_B = ImagePool(opt.pool_size)
+        self.seed_streams(opt.seed)
+
+    def seed_streams(self, seed: int) -> None:
+        self.pool_A.rng.seed(seed * 2 + 1)
+        self.pool_B.rng.seed(seed * 2 + 2)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         n = self.nets
