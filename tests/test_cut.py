@@ -289,3 +289,81 @@ def test_the_authors_cut_generator_loads_strictly_and_translates_as_their_steps(
     # A model the archive does not hold: one line saying so.
     assert main(["translate", "--pretrained", "cut_cat2dog", "--input", str(photo), "--output",
                  str(tmp_path / "other"), "--no_progress", "--backend", "torch"]) != 0
+
+
+# --------------------------------------------------------------------------- the authors' runs
+
+def authors_cut_discriminator_state(seed: int, ndf: int) -> dict:
+    """The CUT authors' NLayerDiscriminator (basic, instance norm, anti-aliased): a stride-1
+    conv and a blur-pool (`filt`) for each of the three downsamplings, from their layer list."""
+    g = torch.Generator().manual_seed(seed)
+    blur = _binomial([1, 2, 1])[None, None]
+    state = {}
+    for index, (out_c, in_c) in {0: (ndf, 3), 3: (ndf * 2, ndf), 7: (ndf * 4, ndf * 2), 11: (ndf * 8, ndf * 4),
+                                 14: (1, ndf * 8)}.items():
+        state[f"model.{index}.weight"] = torch.randn(out_c, in_c, 4, 4, generator=g) * 0.05
+        state[f"model.{index}.bias"] = torch.randn(out_c, generator=g) * 0.05
+    for index, channels in {2: ndf, 6: ndf * 2, 10: ndf * 4}.items():
+        state[f"model.{index}.filt"] = blur.repeat(channels, 1, 1, 1)
+    return state
+
+
+def authors_cut_head_state(seed: int, channels: list[int], nc: int) -> dict:
+    """The CUT authors' PatchSampleF with its MLPs (Linear, ReLU, Linear per layer)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for i, c in enumerate(channels):
+        for inner, in_c in ((0, c), (2, nc)):
+            state[f"mlp_{i}.{inner}.weight"] = torch.randn(nc, in_c, generator=g) * 0.05
+            state[f"mlp_{i}.{inner}.bias"] = torch.randn(nc, generator=g) * 0.05
+    return state
+
+
+def test_an_authors_cut_run_is_imported_trained_and_exported_back(tiny_dataset, tmp_path, capsys):
+    from test_reference_runs import train_opt_txt
+
+    ngf, ndf, nc = 4, 4, 8
+    nets = {"G": authors_cut_generator_state(0, ngf), "D": authors_cut_discriminator_state(1, ndf),
+            # Layers 0, 4, 8, 12, 16: the padded input, both downsampling convs, residual blocks 1 and 5.
+            "F": authors_cut_head_state(2, [3, 2 * ngf, 4 * ngf, 4 * ngf, 4 * ngf], nc)}
+    run = tmp_path / "reference" / "h2z_CUT"
+    run.mkdir(parents=True)
+    for name, state in nets.items():
+        for label in ("2", "latest"):
+            torch.save(state, run / f"{label}_net_{name}.pth")
+    options = {"model": "cut", "CUT_mode": "CUT", "netG": "resnet_9blocks", "netD": "basic", "netF": "mlp_sample",
+               "netF_nc": nc, "ngf": ngf, "ndf": ndf, "normG": "instance", "normD": "instance",
+               "no_antialias": False, "no_antialias_up": False, "no_dropout": True, "init_type": "xavier",
+               "nce_layers": "0,4,8,12,16", "nce_idt": True, "lambda_NCE": 1.0, "lambda_GAN": 1.0, "nce_T": 0.07,
+               "num_patches": 256, "flip_equivariance": False, "gan_mode": "lsgan", "pool_size": 0,
+               "dataroot": str(tiny_dataset), "load_size": 32, "crop_size": 28, "n_epochs": 200,
+               "n_epochs_decay": 200, "epoch_count": 1, "lr": 0.0002, "beta1": 0.5, "beta2": 0.999,
+               "random_scale_max": 3.0, "stylegan2_G_num_downsampling": 1, "gpu_ids": "0"}
+    (run / "train_opt.txt").write_text(train_opt_txt(options))
+
+    ck = tmp_path / "checkpoints"
+    assert main(["import", str(run), "--name", "h2z", "--checkpoints_dir", str(ck)]) == 0
+    said = capsys.readouterr().out
+    assert "training continues at epoch 3" in said and "random_scale_max" in said  # no counterpart: listed
+    state = ckpt.load_training_state(ck / "h2z" / "latest.ckpt")
+    for name, reference in nets.items():  # strict and exact: the authors' tensors, F's head included
+        assert_states_equal(dict(state["nets"][name]), reference, name)
+    assert (state["options"]["norm"], state["options"]["no_antialias"]) == ("instance", False)
+
+    assert main(["train", "--name", "h2z", "--checkpoints_dir", str(ck), "--continue_train", "--max_iters", "1",
+                 "--num_threads", "0", "--no_progress"]) == 0
+    assert main(["translate", "--name", "h2z", "--checkpoints_dir", str(ck), "--input", str(tiny_dataset / "testA"),
+                 "--output", str(tmp_path / "out"), "--no_progress", "--backend", "torch"]) == 0
+
+    back = tmp_path / "back"
+    assert main(["export", "--name", "h2z", "--checkpoints_dir", str(ck), "--format", "official", "--out",
+                 str(back)]) == 0
+    for name, reference in nets.items():
+        exported = torch.load(back / f"latest_net_{name}.pth", weights_only=True)
+        assert {k: v.shape for k, v in exported.items()} == {k: v.shape for k, v in reference.items()}, name
+    written = (back / "train_opt.txt").read_text()
+    assert "normG: instance" in written.replace("  ", "") and "normD: instance" in written.replace("  ", "")
+
+    (run / "train_opt.txt").write_text(train_opt_txt({**options, "normD": "batch"}))
+    assert main(["import", str(run), "--name", "other", "--checkpoints_dir", str(ck)]) == 2
+    assert "normG instance and normD batch" in capsys.readouterr().err

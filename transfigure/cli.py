@@ -226,8 +226,10 @@ def _cmd_export(args) -> int:
 def _add_import(sub) -> None:
     p = sub.add_parser(
         "import", help="carry a reference implementation run (checkpoints/NAME) over",
-        description="Read a pytorch-CycleGAN-and-pix2pix run folder (its train_opt.txt and one epoch's "
-                    "<epoch>_net_*.pth files, cycle_gan or pix2pix) into a transfigure run: the networks loaded "
+        description="Read a reference run folder, of pytorch-CycleGAN-and-pix2pix (cycle_gan, pix2pix) or of "
+                    "contrastive-unpaired-translation (cut: CUT or FastCUT, with normG equal to normD): its "
+                    "train_opt.txt and one epoch's <epoch>_net_*.pth files. It becomes a transfigure run: the "
+                    "networks loaded "
                     "strictly, the options mapped (those with no counterpart listed), fresh optimizers and "
                     "schedules placed at the next epoch (the reference saves no optimizer state). Then `train "
                     "--name NAME --continue_train`, `translate --name NAME` and `evaluate run` work on it.")

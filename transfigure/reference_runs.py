@@ -1,4 +1,5 @@
-"""Runs of the reference implementation (pytorch-CycleGAN-and-pix2pix) carried over, and back.
+"""Runs of the reference implementations (pytorch-CycleGAN-and-pix2pix, and
+contrastive-unpaired-translation for CUT) carried over, and back.
 
 `transfigure import RUN_DIR --name NAME` reads a reference run folder: its
 train_opt.txt (the options it printed) and one epoch's `<epoch>_net_<G|D...>.pth`
@@ -29,7 +30,7 @@ NO_COUNTERPART = {"display_freq", "display_ncols", "display_id", "display_server
                   "use_wandb", "wandb_project_name", "save_by_iter", "load_iter", "continue_train", "epoch",
                   "gpu_ids", "num_threads", "checkpoints_dir", "name", "results_dir", "aspect_ratio", "eval",
                   "num_test", "model_suffix"}
-METHODS = {"cycle_gan", "pix2pix"}
+METHODS = {"cycle_gan", "pix2pix", "cut"}
 
 
 def parse_train_opt(path: Path) -> dict[str, str]:
@@ -42,6 +43,17 @@ def parse_train_opt(path: Path) -> dict[str, str]:
     if "model" not in options:
         raise UsageError(f"{path}: not a reference train_opt.txt (no 'model:' line)")
     return options
+
+
+def _one_norm(reference: dict[str, str], path: Path) -> dict[str, str]:
+    """The CUT repository's normG and normD as the one --norm that serves both here."""
+    norms = {reference[k] for k in ("normG", "normD") if k in reference}
+    if not norms:
+        return reference
+    if len(norms) > 1:
+        raise UsageError(f"{path}: normG {reference.get('normG')} and normD {reference.get('normD')}; transfigure's "
+                         "--norm is one for the generator and the discriminator, so this run cannot be imported")
+    return {**{k: v for k, v in reference.items() if k not in ("normG", "normD")}, "norm": norms.pop()}
 
 
 def map_options(reference: dict[str, str]) -> tuple[dict, list[str]]:
@@ -85,9 +97,9 @@ def import_run(run_dir: str | Path, name: str, checkpoints_dir: str | Path = "ch
     opt_file = run_dir / OPTIONS_FILE
     if not opt_file.is_file():
         raise UsageError(f"{run_dir}: no {OPTIONS_FILE}; give the reference run's folder (checkpoints/NAME)")
-    reference = parse_train_opt(opt_file)
+    reference = _one_norm(parse_train_opt(opt_file), opt_file)
     if reference["model"] not in METHODS:
-        raise UsageError(f"{opt_file}: model {reference['model']!r}; import reads cycle_gan and pix2pix runs")
+        raise UsageError(f"{opt_file}: model {reference['model']!r}; import reads cycle_gan, pix2pix and cut runs")
     mapped, skipped = map_options(reference)
     target = Path(checkpoints_dir) / name
     if ckpt.state_path(target).exists():
@@ -123,9 +135,11 @@ def export_official(state: dict, out_dir: str | Path, label: str = "latest", ove
     out_dir.mkdir(parents=True, exist_ok=True)
     for f, sd in zip(files, state["nets"].values()):
         ckpt.atomic_torch_save({k: v.cpu() for k, v in sd.items()}, f)
-    options = state["options"]
+    options = {k: v for k, v in state["options"].items() if k in OPTION_FIELDS}
+    if options.get("model") == "cut":  # the CUT repository names the two nets' norms apart
+        options["normG"] = options["normD"] = options.pop("norm")
     lines = ["----------------- Options ---------------",
-             *(f"{k:>25}: {str(v):<30}" for k, v in sorted(options.items()) if k in OPTION_FIELDS),
+             *(f"{k:>25}: {str(v):<30}" for k, v in sorted(options.items())),
              "----------------- End -------------------"]
     ckpt.atomic_write_text("\n".join(lines) + "\n", out_dir / OPTIONS_FILE)
     return files
