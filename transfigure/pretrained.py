@@ -226,7 +226,7 @@ def _member_of(t: tarfile.TarFile, member: str) -> tarfile.TarInfo | None:
 def _fetch_from_archive(model: PublishedModel, progress: bool) -> Path:
     """Download the archive holding `model` (resumable), cache every registry model it
     holds as its own file (each checked to load), delete the archive."""
-    from .tempfiles import temporary_path
+    from .checkpoint import atomic_write
 
     archive = cache_dir() / "pretrained" / "archives" / Path(model.path).name
     if not archive.is_file():
@@ -239,14 +239,13 @@ def _fetch_from_archive(model: PublishedModel, progress: bool) -> Path:
                 info = _member_of(t, other.member)
                 if info is None or target.is_file():
                     continue
-                staging = temporary_path(target)
-                try:
-                    with t.extractfile(info) as src, open(staging, "wb") as dst:
+
+                def write(tmp: str, info: tarfile.TarInfo = info) -> None:
+                    with t.extractfile(info) as src, open(tmp, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-                    torch.load(staging, map_location="cpu", weights_only=True)
-                    staging.replace(target)
-                finally:
-                    staging.unlink(missing_ok=True)
+                    torch.load(tmp, map_location="cpu", weights_only=True)  # checked before the rename
+
+                atomic_write(target, write)
     except (tarfile.TarError, EOFError, OSError, RuntimeError, ValueError) as e:
         archive.unlink(missing_ok=True)
         raise DownloadError(f"{model.url}: the archive is damaged ({type(e).__name__}: {e}); it was removed, run "
