@@ -53,7 +53,7 @@ from ..translate import LoadedGenerator, load_generator, translate_files
 from ..visuals import save_visuals_grid
 from .runs import (BenchmarkResult, RunOutcome, cached_scores, close_invocation, format_duration,
                    isolated_training_costs, log, mean_spread, open_folder, run_options, save_record,
-                   seconds_per_iteration, settle_iterations, train_run)
+                   settle_iterations, train_run)
 from .speed import machine
 from ..errors import UsageError
 
@@ -142,24 +142,6 @@ def _settings(task, size, n_train, n_test, overrides, feature_net, feature_weigh
 
 
 # --------------------------------------------------------------------------- timing
-
-def _measure(methods_: list[Method], out: Path, size: int, overrides: dict) -> tuple[dict, dict]:
-    """Seconds per iteration of each method (all its runs), and reasons of methods that cannot run."""
-    timing, unavailable = {}, {}
-    for m in methods_:
-        total = 0.0
-        try:
-            for stem, options in m.runs():
-                opt = run_options(SHARED, options, f"{stem}_timing", 0, out, size, 1, overrides)
-                total += seconds_per_iteration(opt)
-        except FeatureWeightsError as e:
-            unavailable[m.key] = str(e)
-            log(f"  {m.label}: cannot run ({e})")
-            continue
-        timing[m.key] = total
-        log(f"  {m.label}: {total * 1000:.0f} ms per iteration")
-    return timing, unavailable
-
 
 def _measure_costs(methods_: list[Method], out: Path, size: int, overrides: dict) -> dict:
     """Seconds per iteration and peak memory (MiB) of one training run of each method,
@@ -526,16 +508,22 @@ def _run_ablation(out, task, budget_s, seeds, size, n_train, n_test, iterations,
         return _write_costs(out, all_methods, settle_costs(all_methods, out, size, overrides, record), record, started,
                             settings)
 
+    costs = settle_costs(all_methods, out, size, overrides, record)
     unavailable: dict[str, str] = {}
 
     def measure() -> dict:
-        timing, found = _measure(all_methods, out, size, overrides)
-        unavailable.update(found)
+        """For --budget: seconds per iteration of each method, all its runs, from the measured costs."""
+        timing = {}
+        for m in all_methods:
+            cost = costs["methods"][m.key]
+            if "s_per_iter" in cost:
+                timing[m.key] = cost["s_per_iter"] * len(m.runs())
+            elif cost["error"].startswith(f"{FeatureWeightsError.__name__}: "):
+                unavailable[m.key] = cost["error"].split(": ", 1)[1]
         return timing
 
     iterations = settle_iterations(out, record, iterations, budget_s, len(seed_list), MIN_ITERATIONS, measure,
                                    DEFAULT_ITERATIONS)
-    costs = settle_costs(all_methods, out, size, overrides, record)
 
     device = resolve_device()
     rows = {m.key: Row(m.key, m.label, "method", paper={d: PAPER_CITYSCAPES[m.key][d] for d in DIRECTIONS}
